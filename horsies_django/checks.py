@@ -1,0 +1,1 @@
+"""System checks for settings.HORSIES (ids horsies_django.E001..., W001...)."""

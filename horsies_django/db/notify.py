@@ -1,0 +1,80 @@
+"""LISTEN connections: one per worker for new tasks, one per process for finished tasks.
+
+Notifications only shorten waits. Anything that waits also polls, and a listener that loses
+its connection reports `on_reconnect` so waiters re-check the database for what they missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+
+import psycopg
+from psycopg import sql as pgsql
+
+from horsies_django.db import store
+
+logger = logging.getLogger("horsies_django.notify")
+
+MAX_BACKOFF_S = 5.0
+
+
+def open_listener(alias: str, channels: Iterable[str]) -> psycopg.Connection[store.Row]:
+    """A new autocommit connection that LISTENs on `channels`."""
+    conn = store.connect(alias)
+    for channel in channels:
+        conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+    return conn
+
+
+def pending_notifications(conn: psycopg.Connection[store.Row]) -> list[tuple[str, str]]:
+    """(channel, payload) of notifications already received, without blocking."""
+    return [(n.channel, n.payload) for n in conn.notifies(timeout=0)]
+
+
+class BackgroundListener:
+    """A daemon thread that LISTENs on `channels` and calls `on_notify(channel, payload)`.
+
+    Reconnects with capped exponential backoff; after each (re)connection it calls
+    `on_reconnect()`, because notifications sent while it was away are lost.
+    """
+
+    def __init__(
+        self,
+        alias: str,
+        channels: Iterable[str],
+        on_notify: Callable[[str, str], None],
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self.alias = alias
+        self.channels = tuple(channels)
+        self.on_notify = on_notify
+        self.on_reconnect = on_reconnect
+        self.pid = os.getpid()
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="horsies-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with open_listener(self.alias, self.channels) as conn:
+                    backoff = 0.1
+                    self.connected.set()
+                    self.on_reconnect()
+                    while not self._stop.is_set():
+                        for n in conn.notifies(timeout=1.0):
+                            self.on_notify(n.channel, n.payload)
+            except Exception as exc:  # connection lost or refused: retry with backoff
+                self.connected.clear()
+                logger.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                self.on_reconnect()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)

@@ -1,0 +1,211 @@
+"""Every SQL statement of horsies_django, named, with a one-line purpose.
+
+Status changes name the status they expect, and everything after the claim names the claim
+generation it was given: a statement that finds neither changes nothing.
+"""
+
+from typing import Final
+
+TASK_NEW_CHANNEL: Final = "horsies_task_new"
+TASK_DONE_CHANNEL: Final = "horsies_task_done"
+
+# --------------------------------------------------------------------------- sending
+
+# Insert one PENDING task; eligibility time is computed by the server clock.
+INSERT_TASK: Final = """
+INSERT INTO horsies_task (
+    id, task_name, queue_name, priority, status, kwargs, sent_at, enqueued_at, good_until,
+    timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen)
+VALUES (%s, %s, %s, %s, 'PENDING', %s::jsonb, statement_timestamp(),
+    statement_timestamp() + make_interval(secs => %s), %s, %s, 0, %s, %s::jsonb, %s, 0)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+# Insert many PENDING tasks of one definition in one statement (send_many).
+INSERT_TASKS_BULK: Final = """
+INSERT INTO horsies_task (
+    id, task_name, queue_name, priority, status, kwargs, sent_at, enqueued_at, good_until,
+    timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen)
+SELECT t.id, %s, %s, %s, 'PENDING', t.kwargs::jsonb, statement_timestamp(),
+    statement_timestamp() + make_interval(secs => %s), %s, %s, 0, %s, %s::jsonb, t.sha, 0
+FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS t(id, kwargs, sha)
+"""
+
+# The sha of an existing task, to tell an idempotent replay from a conflicting one.
+SELECT_ENQUEUE_SHA: Final = "SELECT enqueue_sha FROM horsies_task WHERE id = %s"
+
+# --------------------------------------------------------------------------- reading
+
+TASK_INFO_COLUMNS: Final = (
+    "id, task_name, status, queue_name, priority, retry_count, max_retries, sent_at, "
+    "enqueued_at, next_retry_at, good_until, claimed_at, started_at, finished_at, claimed_by, "
+    "error_code"
+)
+
+# Everything `TaskHandle.info()` shows, optionally with result and failure reason.
+SELECT_TASK_INFO: Final = f"""
+SELECT {TASK_INFO_COLUMNS}, CASE WHEN %s THEN result END, CASE WHEN %s THEN failed_reason END
+FROM horsies_task WHERE id = %s
+"""
+
+# Attempts of one task, newest first.
+SELECT_ATTEMPTS: Final = """
+SELECT attempt, outcome, will_retry, error_code, error_message, started_at, finished_at,
+    worker_id, pid
+FROM horsies_task_attempt WHERE task_id = %s ORDER BY attempt DESC
+"""
+
+# The fields `get()` needs to turn a finished row into a TaskResult.
+SELECT_OUTCOME: Final = """
+SELECT status, task_name, result::text, error_code, failed_reason
+FROM horsies_task WHERE id = %s
+"""
+
+# --------------------------------------------------------------------------- claiming
+
+# Claim up to %(limit)s eligible tasks across queues, in (queue priority, task priority,
+# eligible time, id) order; each queue contributes at most its own limit.
+CLAIM: Final = """
+WITH q AS (
+    SELECT * FROM unnest(%(queues)s::text[], %(queue_priorities)s::int[], %(queue_limits)s::int[])
+        AS q(name, rank, lim)
+),
+picked AS (
+    SELECT c.id
+    FROM q CROSS JOIN LATERAL (
+        SELECT t.id, t.priority, t.enqueued_at
+        FROM horsies_task t
+        WHERE t.status = 'PENDING' AND t.queue_name = q.name
+          AND t.enqueued_at <= now()
+          AND (t.good_until IS NULL OR t.good_until > now())
+        ORDER BY t.priority, t.enqueued_at, t.id
+        LIMIT q.lim
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY q.rank, c.priority, c.enqueued_at, c.id
+    LIMIT %(limit)s
+)
+UPDATE horsies_task t
+SET status = 'CLAIMED', claimed_by = %(worker_id)s, claim_gen = t.claim_gen + 1,
+    claimed_at = now(), claim_expires_at = now() + make_interval(secs => %(lease_s)s)
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.options::text,
+    t.good_until, t.timeout_ms, t.queue_name
+"""
+
+# Seconds until the earliest PENDING task of these queues becomes eligible (None if none).
+NEXT_DUE: Final = """
+SELECT EXTRACT(EPOCH FROM (min(enqueued_at) - now()))::float8
+FROM horsies_task
+WHERE status = 'PENDING' AND queue_name = ANY(%s::text[]) AND enqueued_at > now()
+"""
+
+# CLAIMED/RUNNING tasks per queue, across the cluster (for concurrency caps).
+ACTIVE_PER_QUEUE: Final = """
+SELECT queue_name, count(*) FROM horsies_task
+WHERE status IN ('CLAIMED', 'RUNNING') AND queue_name = ANY(%s::text[])
+GROUP BY queue_name
+"""
+
+ACTIVE_TOTAL: Final = "SELECT count(*) FROM horsies_task WHERE status IN ('CLAIMED', 'RUNNING')"
+
+# Serialises claimers of capped queues for the length of the claim transaction.
+LOCK_CAPS: Final = "SELECT pg_advisory_xact_lock(%s)"
+
+# --------------------------------------------------------------------------- running
+
+# Mark claimed tasks whose user code has started as RUNNING (fenced by generation).
+MARK_RUNNING: Final = """
+UPDATE horsies_task t
+SET status = 'RUNNING', started_at = d.started_at
+FROM unnest(%s::uuid[], %s::bigint[], %s::timestamptz[]) AS d(id, gen, started_at)
+WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
+"""
+
+# Record a batch of outcomes: transition each still-fenced row and append its attempt.
+# A row whose status or generation moved on is skipped, so applying a batch twice is a no-op.
+FINISH: Final = """
+WITH d AS (
+    SELECT * FROM unnest(
+        %s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[],
+        %s::text[], %s::boolean[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+        %s::double precision[], %s::int[])
+    AS d(id, gen, new_status, outcome, result, error_code, failed_reason, error_message,
+         will_retry, traceback, started_at, finished_at, retry_delay_s, pid)
+),
+done AS (
+    UPDATE horsies_task t
+    SET status = d.new_status,
+        result = CASE WHEN d.will_retry THEN NULL ELSE d.result::jsonb END,
+        error_code = CASE WHEN d.new_status = 'FAILED' THEN d.error_code END,
+        failed_reason = CASE WHEN d.new_status = 'FAILED' THEN d.failed_reason END,
+        started_at = coalesce(t.started_at, d.started_at),
+        finished_at = CASE WHEN d.will_retry THEN NULL ELSE d.finished_at END,
+        retry_count = t.retry_count + d.will_retry::int,
+        next_retry_at = CASE WHEN d.will_retry
+            THEN now() + make_interval(secs => d.retry_delay_s) END,
+        enqueued_at = CASE WHEN d.will_retry
+            THEN now() + make_interval(secs => d.retry_delay_s) ELSE t.enqueued_at END,
+        claimed_by = CASE WHEN d.will_retry THEN NULL ELSE t.claimed_by END,
+        claim_expires_at = NULL
+    FROM d
+    WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status IN ('CLAIMED', 'RUNNING')
+    RETURNING t.id, t.retry_count - d.will_retry::int AS prior_retries
+)
+INSERT INTO horsies_task_attempt (
+    task_id, attempt, outcome, will_retry, error_code, error_message, traceback, worker_id,
+    pid, started_at, finished_at)
+SELECT d.id, done.prior_retries + 1, d.outcome, d.will_retry, d.error_code, d.error_message,
+    d.traceback, %s, d.pid, d.started_at, d.finished_at
+FROM done JOIN d ON d.id = done.id
+RETURNING task_id
+"""
+
+# Put claimed tasks back to PENDING (user code never started), fenced by generation.
+RELEASE_CLAIMS: Final = """
+UPDATE horsies_task t
+SET status = 'PENDING', claimed_by = NULL, claim_expires_at = NULL
+FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
+WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
+RETURNING t.id
+"""
+
+# --------------------------------------------------------------------------- workers
+
+REGISTER_WORKER: Final = """
+INSERT INTO horsies_worker (id, name, hostname, pid, processes, queues, state, started_at,
+    heartbeat_at)
+VALUES (%s, %s, %s, %s, %s, %s::jsonb, 'RUNNING', now(), now())
+"""
+
+# Renew this worker's heartbeat and the leases of every task it holds, in one statement.
+HEARTBEAT: Final = """
+WITH renewed AS (
+    UPDATE horsies_task SET claim_expires_at = now() + make_interval(secs => %(lease_s)s)
+    WHERE claimed_by = %(worker_id)s AND status IN ('CLAIMED', 'RUNNING')
+    RETURNING 1
+)
+UPDATE horsies_worker SET heartbeat_at = now(), state = %(state)s
+WHERE id = %(worker_id)s
+RETURNING (SELECT count(*) FROM renewed)
+"""
+
+STOP_WORKER: Final = """
+UPDATE horsies_worker SET state = 'STOPPED', stopped_at = now(), heartbeat_at = now()
+WHERE id = %s
+"""
+
+# --------------------------------------------------------------------------- cancelling
+
+# Cancel a task that has not started; returns the row only if it was PENDING or CLAIMED.
+CANCEL_TASK: Final = """
+UPDATE horsies_task
+SET status = 'CANCELLED', error_code = 'TASK_CANCELLED', finished_at = now(),
+    failed_reason = %s, claimed_by = NULL, claim_expires_at = NULL
+WHERE id = %s AND status IN ('PENDING', 'CLAIMED')
+RETURNING id
+"""
+
+SELECT_STATUS: Final = "SELECT status FROM horsies_task WHERE id = %s"

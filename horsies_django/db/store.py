@@ -1,0 +1,302 @@
+"""The only code that runs SQL or changes a task's status.
+
+Producer-side functions run on the caller's Django connection (so a send joins the caller's
+transaction); worker-side functions run on the worker's own autocommit psycopg connection.
+Every transition is fenced: it names the status, and after the claim the generation, it expects.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from django.db import connections
+
+from horsies_django.db import sql
+
+type Row = tuple[Any, ...]
+
+
+# --------------------------------------------------------------------------- producer side
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One row to insert."""
+
+    task_id: str
+    task_name: str
+    queue_name: str
+    priority: int
+    kwargs_json: str
+    delay_seconds: float
+    good_until: datetime | None
+    timeout_ms: int | None
+    max_retries: int
+    options_json: str
+    enqueue_sha: str
+
+
+def insert_task(alias: str, task: NewTask) -> str | None:
+    """Insert a task; returns the stored enqueue_sha when the id already existed, else None."""
+    with connections[alias].cursor() as cur:
+        cur.execute(
+            sql.INSERT_TASK,
+            (
+                task.task_id,
+                task.task_name,
+                task.queue_name,
+                task.priority,
+                task.kwargs_json,
+                task.delay_seconds,
+                task.good_until,
+                task.timeout_ms,
+                task.max_retries,
+                task.options_json,
+                task.enqueue_sha,
+            ),
+        )
+        if cur.fetchone() is not None:
+            return None
+        cur.execute(sql.SELECT_ENQUEUE_SHA, (task.task_id,))
+        row = cur.fetchone()
+        return str(row[0]) if row else ""
+
+
+def insert_tasks(alias: str, template: NewTask, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Insert many tasks sharing one definition: rows are (task_id, kwargs_json, sha)."""
+    ids, kwargs, shas = zip(*rows, strict=True) if rows else ((), (), ())
+    with connections[alias].cursor() as cur:
+        cur.execute(
+            sql.INSERT_TASKS_BULK,
+            (
+                template.task_name,
+                template.queue_name,
+                template.priority,
+                template.delay_seconds,
+                template.good_until,
+                template.timeout_ms,
+                template.max_retries,
+                template.options_json,
+                list(ids),
+                list(kwargs),
+                list(shas),
+            ),
+        )
+
+
+def fetch_outcome(alias: str, task_id: str) -> Row | None:
+    """(status, task_name, result_json, error_code, failed_reason) of a task, or None."""
+    with connections[alias].cursor() as cur:
+        cur.execute(sql.SELECT_OUTCOME, (task_id,))
+        return cur.fetchone()
+
+
+def fetch_info(
+    alias: str, task_id: str, *, include_result: bool, include_failed_reason: bool
+) -> Row | None:
+    with connections[alias].cursor() as cur:
+        cur.execute(sql.SELECT_TASK_INFO, (include_result, include_failed_reason, task_id))
+        return cur.fetchone()
+
+
+def fetch_attempts(alias: str, task_id: str) -> list[Row]:
+    with connections[alias].cursor() as cur:
+        cur.execute(sql.SELECT_ATTEMPTS, (task_id,))
+        return list(cur.fetchall())
+
+
+def cancel_task(alias: str, task_id: str, reason: str) -> str | None:
+    """Cancel a PENDING/CLAIMED task. Returns None when cancelled, else its current status
+    ("" when the task does not exist)."""
+    with connections[alias].cursor() as cur:
+        cur.execute(sql.CANCEL_TASK, (reason, task_id))
+        if cur.fetchone() is not None:
+            return None
+        cur.execute(sql.SELECT_STATUS, (task_id,))
+        row = cur.fetchone()
+        return str(row[0]) if row else ""
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def connect(alias: str, *, autocommit: bool = True) -> psycopg.Connection[Row]:
+    """A fresh psycopg connection to the database of `alias` (not Django's own)."""
+    params = dict(connections[alias].get_connection_params())
+    for key in ("cursor_factory", "context"):
+        params.pop(key, None)
+    if params.get("prepare_threshold", 0) is None:
+        params.pop("prepare_threshold")
+    params.setdefault("application_name", "horsies_worker")
+    return psycopg.connect(autocommit=autocommit, **params)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A task this worker now holds, with the generation that fences it."""
+
+    task_id: str
+    task_name: str
+    kwargs_json: str
+    claim_gen: int
+    retry_count: int
+    options_json: str
+    good_until: datetime | None
+    timeout_ms: int | None
+    queue_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSlot:
+    name: str
+    rank: int
+    limit: int
+
+
+def claim(
+    conn: psycopg.Connection[Row],
+    *,
+    worker_id: uuid.UUID,
+    slots: Sequence[QueueSlot],
+    limit: int,
+    lease_s: float,
+) -> list[Claimed]:
+    """Claim up to `limit` tasks in one statement, at most `slot.limit` from each queue."""
+    params = {
+        "queues": [s.name for s in slots],
+        "queue_priorities": [s.rank for s in slots],
+        "queue_limits": [s.limit for s in slots],
+        "limit": limit,
+        "worker_id": worker_id,
+        "lease_s": lease_s,
+    }
+    rows = conn.execute(sql.CLAIM, params).fetchall()
+    return [Claimed(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+
+
+def lock_caps(conn: psycopg.Connection[Row], key: int) -> None:
+    """Serialise capped claims until the surrounding transaction ends."""
+    conn.execute(sql.LOCK_CAPS, (key,))
+
+
+def active_counts(conn: psycopg.Connection[Row], queues: Sequence[str]) -> dict[str, int]:
+    return dict(conn.execute(sql.ACTIVE_PER_QUEUE, (list(queues),)).fetchall())
+
+
+def active_total(conn: psycopg.Connection[Row]) -> int:
+    row = conn.execute(sql.ACTIVE_TOTAL).fetchone()
+    return int(row[0]) if row else 0
+
+
+def next_due_seconds(conn: psycopg.Connection[Row], queues: Sequence[str]) -> float | None:
+    row = conn.execute(sql.NEXT_DUE, (list(queues),)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    task_id: str
+    claim_gen: int
+    started_at: datetime
+
+
+def mark_running(conn: psycopg.Connection[Row], started: Sequence[Started]) -> None:
+    conn.execute(
+        sql.MARK_RUNNING,
+        (
+            [s.task_id for s in started],
+            [s.claim_gen for s in started],
+            [s.started_at for s in started],
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One outcome to record: the transition and its attempt row."""
+
+    task_id: str
+    claim_gen: int
+    new_status: str
+    outcome: str
+    result_json: str | None
+    error_code: str | None
+    failed_reason: str | None
+    error_message: str | None
+    will_retry: bool
+    traceback: str | None
+    started_at: datetime | None
+    finished_at: datetime
+    retry_delay_s: float | None
+    pid: int | None
+
+
+def finish(
+    conn: psycopg.Connection[Row], worker_id: uuid.UUID | None, outcomes: Sequence[Finish]
+) -> set[str]:
+    """Record outcomes in one statement; returns the ids actually recorded (others were fenced)."""
+    cols = list(zip(*(_finish_row(f) for f in outcomes), strict=True))
+    rows = conn.execute(sql.FINISH, (*[list(c) for c in cols], worker_id)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _finish_row(f: Finish) -> tuple[Any, ...]:
+    return (
+        f.task_id,
+        f.claim_gen,
+        f.new_status,
+        f.outcome,
+        f.result_json,
+        f.error_code,
+        f.failed_reason,
+        f.error_message,
+        f.will_retry,
+        f.traceback,
+        f.started_at,
+        f.finished_at,
+        f.retry_delay_s,
+        f.pid,
+    )
+
+
+def release_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
+    rows = conn.execute(
+        sql.RELEASE_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def register_worker(
+    conn: psycopg.Connection[Row],
+    *,
+    worker_id: uuid.UUID,
+    name: str,
+    hostname: str,
+    pid: int,
+    processes: int,
+    queues: Sequence[str],
+) -> None:
+    conn.execute(
+        sql.REGISTER_WORKER,
+        (worker_id, name, hostname, pid, processes, json.dumps(list(queues))),
+    )
+
+
+def heartbeat(
+    conn: psycopg.Connection[Row], worker_id: uuid.UUID, *, lease_s: float, state: str
+) -> int:
+    """Renew the worker row and all its leases; returns how many leases were renewed."""
+    row = conn.execute(
+        sql.HEARTBEAT, {"worker_id": worker_id, "lease_s": lease_s, "state": state}
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def stop_worker(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> None:
+    conn.execute(sql.STOP_WORKER, (worker_id,))

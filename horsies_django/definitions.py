@@ -1,0 +1,227 @@
+"""Task definitions and the rules a `@app.task` declaration must follow.
+
+Every rule is checked when the decorator runs (module import), and a broken rule raises
+`TaskDefinitionError` naming the task and the fix, so mistakes never reach a worker.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import TypeAdapter
+
+from horsies_django import codec
+from horsies_django.conf import DEFAULT_QUEUE, HorsiesSettings
+from horsies_django.exceptions import TaskDefinitionError
+from horsies_django.retry import RetryPolicy
+from horsies_django.types import TaskResult, check_user_code
+
+MIN_TIMEOUT_MS: Final = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One keyword-only parameter of a task and the validator that rehydrates it."""
+
+    name: str
+    required: bool
+    adapter: TypeAdapter[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    """Everything the queue knows about a registered task."""
+
+    name: str
+    fn: Callable[..., Any]
+    queue_name: str
+    params: Mapping[str, Param]
+    return_adapter: TypeAdapter[Any] | None
+    retry_policy: RetryPolicy | None
+    exception_mapper: Mapping[type[BaseException], str]
+    default_unhandled_error_code: str | None
+    timeout_ms: int | None
+
+    @property
+    def required_params(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.params.values() if p.required)
+
+    @property
+    def max_retries(self) -> int:
+        return self.retry_policy.max_retries if self.retry_policy else 0
+
+    def options_snapshot(self) -> dict[str, Any]:
+        """What is stored with each send: the policy the task will run with."""
+        return {
+            "retry_policy": self.retry_policy.to_stored() if self.retry_policy else None,
+            "timeout_ms": self.timeout_ms,
+        }
+
+
+def build_definition(
+    fn: Callable[..., Any],
+    *,
+    name: str,
+    settings: HorsiesSettings,
+    queue_name: str | None,
+    retry_policy: RetryPolicy | None,
+    exception_mapper: Mapping[type[BaseException], str] | None,
+    default_unhandled_error_code: str | None,
+    timeout_ms: int | None,
+) -> TaskDefinition:
+    """Check every registration rule and return the definition (or raise)."""
+    where = f"task {name!r} ({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)})"
+    _check_name(name, where)
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TaskDefinitionError(
+            f"{where} is `async def`: task functions must be plain `def`; "
+            "use send_async()/get_async() on the producer side for non-blocking I/O"
+        )
+    hints = _type_hints(fn, where)
+    return TaskDefinition(
+        name=name,
+        fn=fn,
+        queue_name=_check_queue(queue_name, settings, where),
+        params=_params(fn, hints, where),
+        return_adapter=_return_adapter(hints, where),
+        retry_policy=_check_policy(retry_policy, where),
+        exception_mapper=_check_mapper(exception_mapper or {}, where),
+        default_unhandled_error_code=(
+            None
+            if default_unhandled_error_code is None
+            else _code(default_unhandled_error_code, where, "default_unhandled_error_code")
+        ),
+        timeout_ms=_check_timeout(timeout_ms, where),
+    )
+
+
+def _check_name(name: object, where: str) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise TaskDefinitionError(
+            f"{where}: the task name must be a non-empty string of at most 255 characters, "
+            'e.g. @app.task("process_order")'
+        )
+
+
+def _type_hints(fn: Callable[..., Any], where: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception as exc:
+        raise TaskDefinitionError(
+            f"{where}: its annotations cannot be resolved ({exc}); import the types they name "
+            "at module level"
+        ) from exc
+
+
+def _params(fn: Callable[..., Any], hints: dict[str, Any], where: str) -> dict[str, Param]:
+    params: dict[str, Param] = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            kind = {
+                inspect.Parameter.VAR_POSITIONAL: f"*{p.name}",
+                inspect.Parameter.VAR_KEYWORD: f"**{p.name}",
+            }.get(p.kind, p.name)
+            raise TaskDefinitionError(
+                f"{where}: parameter {kind!r} is not keyword-only; arguments travel by name, "
+                f"so declare every parameter after a bare `*`, e.g. `def f(*, {p.name}: ...)`"
+            )
+        annotation = hints.get(p.name, Any)
+        params[p.name] = Param(
+            name=p.name,
+            required=p.default is inspect.Parameter.empty,
+            adapter=_adapter(annotation, where, f"parameter {p.name!r}"),
+        )
+    return params
+
+
+def _return_adapter(hints: dict[str, Any], where: str) -> TypeAdapter[Any] | None:
+    if "return" not in hints:
+        raise TaskDefinitionError(
+            f"{where} has no return annotation: declare `-> TaskResult[YourType, TaskError]`"
+        )
+    annotation = hints["return"]
+    if typing.get_origin(annotation) is not TaskResult and annotation is not TaskResult:
+        raise TaskDefinitionError(
+            f"{where} returns {annotation!r}: a task must be annotated "
+            "`-> TaskResult[YourType, TaskError]` and return TaskResult(ok=...) or TaskResult(err=...)"
+        )
+    args = typing.get_args(annotation)
+    ok_type = args[0] if args else Any
+    return _adapter(ok_type, where, "return type")
+
+
+def _adapter(annotation: Any, where: str, what: str) -> TypeAdapter[Any] | None:
+    try:
+        return codec.adapter_for(annotation)
+    except Exception as exc:
+        raise TaskDefinitionError(
+            f"{where}: the {what} {annotation!r} cannot be validated by pydantic ({exc}); "
+            "use JSON types, pydantic models or dataclasses"
+        ) from exc
+
+
+def _check_queue(queue_name: str | None, settings: HorsiesSettings, where: str) -> str:
+    if settings.QUEUE_MODE == "DEFAULT":
+        if queue_name not in (None, DEFAULT_QUEUE):
+            raise TaskDefinitionError(
+                f"{where}: queue_name={queue_name!r} needs HORSIES['QUEUE_MODE'] = 'CUSTOM' with "
+                f"that queue in CUSTOM_QUEUES; in DEFAULT mode leave queue_name out"
+            )
+        return DEFAULT_QUEUE
+    names = [q.name for q in settings.queues]
+    if queue_name is None:
+        raise TaskDefinitionError(
+            f"{where}: QUEUE_MODE is 'CUSTOM', so give queue_name=, one of {names}"
+        )
+    if queue_name not in names:
+        raise TaskDefinitionError(
+            f"{where}: queue_name={queue_name!r} is not in HORSIES['CUSTOM_QUEUES'] ({names}); "
+            "add it there or pick one of those"
+        )
+    return queue_name
+
+
+def _check_policy(policy: object, where: str) -> RetryPolicy | None:
+    if policy is None or isinstance(policy, RetryPolicy):
+        return policy
+    raise TaskDefinitionError(
+        f"{where}: retry_policy must be a RetryPolicy, e.g. RetryPolicy.fixed([60, 300], "
+        f"auto_retry_for=['TIMEOUT']); got {type(policy).__name__}"
+    )
+
+
+def _check_mapper(
+    mapper: Mapping[type[BaseException], str], where: str
+) -> dict[type[BaseException], str]:
+    if not isinstance(mapper, Mapping):
+        raise TaskDefinitionError(f"{where}: exception_mapper must be a dict {{ExcClass: 'CODE'}}")
+    checked: dict[type[BaseException], str] = {}
+    for exc_type, code in mapper.items():
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise TaskDefinitionError(
+                f"{where}: exception_mapper key {exc_type!r} is not an exception class"
+            )
+        checked[exc_type] = _code(code, where, f"exception_mapper[{exc_type.__name__}]")
+    return checked
+
+
+def _code(code: object, where: str, what: str) -> str:
+    try:
+        return check_user_code(code, where=f"{where}: {what}")
+    except ValueError as exc:
+        raise TaskDefinitionError(str(exc)) from exc
+
+
+def _check_timeout(timeout_ms: object, where: str) -> int | None:
+    if timeout_ms is None:
+        return None
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < MIN_TIMEOUT_MS:
+        raise TaskDefinitionError(
+            f"{where}: timeout_ms={timeout_ms!r} must be an int >= {MIN_TIMEOUT_MS} "
+            "(milliseconds, measured from dispatch); e.g. timeout_ms=30_000"
+        )
+    return timeout_ms

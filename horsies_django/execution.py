@@ -1,0 +1,176 @@
+"""Running one task in the current process and describing how it ended.
+
+This is what a worker child does with each job, and what the testing helpers reuse to run
+tasks in-process. It never touches the database: the outcome is a plain value.
+"""
+
+from __future__ import annotations
+
+import traceback as tb
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from horsies_django import codec
+from horsies_django.conf import horsies_settings
+from horsies_django.definitions import TaskDefinition
+from horsies_django.exceptions import EncodingError
+from horsies_django.types import (
+    AttemptOutcome,
+    ContractCode,
+    OperationalErrorCode,
+    TaskError,
+    TaskResult,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one execution ended; `result_json` is the stored `TaskResult`."""
+
+    ok: bool
+    result_json: str
+    error_code: str | None
+    message: str | None
+    traceback: str | None
+    started_at: datetime | None
+    finished_at: datetime
+    outcome: str = AttemptOutcome.COMPLETED
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def failure(
+    code: str,
+    message: str,
+    *,
+    started_at: datetime | None,
+    traceback: str | None = None,
+    outcome: str = AttemptOutcome.FAILED,
+    exception: dict[str, Any] | None = None,
+) -> Outcome:
+    """An Outcome for a library-produced error."""
+    stored = {"error_code": str(code), "message": message, "data": None, "exception": exception}
+    return Outcome(
+        ok=False,
+        result_json=codec.dumps({"err": stored}),
+        error_code=str(code),
+        message=message,
+        traceback=traceback,
+        started_at=started_at,
+        finished_at=now(),
+        outcome=outcome,
+    )
+
+
+def run_task(definition: TaskDefinition | None, task_name: str, kwargs_json: str) -> Outcome:
+    """Rehydrate the arguments, call the task, and check what it returned."""
+    started = now()
+    if definition is None:
+        return failure(
+            OperationalErrorCode.WORKER_RESOLUTION_ERROR,
+            f"no task named {task_name!r} is registered in this worker; deploy the code that "
+            "defines it or check HORSIES['TASK_MODULES']",
+            started_at=started,
+        )
+    try:
+        kwargs = _rehydrate_kwargs(definition, kwargs_json)
+    except (ValidationError, ValueError, ImportError, AttributeError, TypeError) as exc:
+        return failure(
+            ContractCode.PYDANTIC_HYDRATION_ERROR,
+            f"arguments of {task_name} do not match its signature: {exc}",
+            started_at=started,
+        )
+    try:
+        returned = definition.fn(**kwargs)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return _from_exception(definition, exc, started)
+    return _from_return(definition, returned, started)
+
+
+def _rehydrate_kwargs(definition: TaskDefinition, kwargs_json: str) -> dict[str, Any]:
+    raw = codec.loads(kwargs_json)
+    out = {}
+    for name, value in raw.items():
+        param = definition.params.get(name)
+        out[name] = codec.rehydrate(value, param.adapter if param else None)
+    return out
+
+
+def _from_return(definition: TaskDefinition, returned: Any, started: datetime) -> Outcome:
+    if not isinstance(returned, TaskResult):
+        return failure(
+            ContractCode.RETURN_TYPE_MISMATCH,
+            f"{definition.name} returned {type(returned).__name__}, not a TaskResult: "
+            "return TaskResult(ok=...) or TaskResult(err=TaskError(...))",
+            started_at=started,
+        )
+    if returned.is_ok() and definition.return_adapter is not None:
+        try:
+            definition.return_adapter.validate_python(returned.ok_value)
+        except ValidationError as exc:
+            return failure(
+                ContractCode.PYDANTIC_HYDRATION_ERROR,
+                f"{definition.name} returned a value that does not match its declared type: {exc}",
+                started_at=started,
+            )
+    try:
+        result_json = codec.encode_result(returned)
+    except EncodingError as exc:
+        return failure(
+            OperationalErrorCode.WORKER_SERIALIZATION_ERROR,
+            f"{definition.name} returned a value that cannot be stored: {exc}",
+            started_at=started,
+        )
+    err = None if returned.is_ok() else returned.err_value
+    return Outcome(
+        ok=returned.is_ok(),
+        result_json=result_json,
+        error_code=None if err is None or err.error_code is None else str(err.error_code),
+        message=None if err is None else err.message,
+        traceback=None,
+        started_at=started,
+        finished_at=now(),
+        outcome=AttemptOutcome.COMPLETED if returned.is_ok() else AttemptOutcome.FAILED,
+    )
+
+
+def _from_exception(definition: TaskDefinition, exc: BaseException, started: datetime) -> Outcome:
+    code = resolve_error_code(definition, exc)
+    message = f"Unhandled exception in task {definition.name}: {type(exc).__name__}: {exc}"
+    info = {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc)}
+    return failure(
+        code,
+        message,
+        started_at=started,
+        traceback="".join(tb.format_exception(exc)),
+        exception=info,
+    )
+
+
+def resolve_error_code(definition: TaskDefinition, exc: BaseException) -> str:
+    """Exact class match: task mapper, global mapper, task default, global default."""
+    exc_type = type(exc)
+    if exc_type in definition.exception_mapper:
+        return definition.exception_mapper[exc_type]
+    settings = horsies_settings()
+    dotted = f"{exc_type.__module__}.{exc_type.__qualname__}"
+    mapped = settings.EXCEPTION_MAPPER.get(dotted)
+    if mapped is None and exc_type.__module__ == "builtins":
+        mapped = settings.EXCEPTION_MAPPER.get(exc_type.__qualname__)
+    if mapped is not None:
+        return mapped
+    if definition.default_unhandled_error_code is not None:
+        return definition.default_unhandled_error_code
+    return settings.DEFAULT_UNHANDLED_ERROR_CODE
+
+
+def result_of(outcome: Outcome) -> TaskResult[Any, TaskError]:
+    """The TaskResult an Outcome stores (for in-process runners)."""
+    return codec.decode_result(outcome.result_json, None)

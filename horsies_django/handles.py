@@ -1,0 +1,185 @@
+"""`TaskHandle`: the producer's view of one sent task (get, info, cancel).
+
+A handle caches the final result once read: a second `get()` makes no query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError
+from pydantic import TypeAdapter
+
+from horsies_django import results
+from horsies_django.conf import horsies_settings
+from horsies_django.db import store
+from horsies_django.types import (
+    BrokerError,
+    BrokerErrorCode,
+    BrokerResult,
+    Err,
+    Ok,
+    TaskAttempt,
+    TaskError,
+    TaskInfo,
+    TaskResult,
+    TaskStatus,
+)
+
+
+class TaskHandle[T]:
+    """A reference to a sent task, by id."""
+
+    __slots__ = ("_cached", "_task_name", "task_id")
+
+    def __init__(self, task_id: str, task_name: str | None = None) -> None:
+        self.task_id = str(task_id)
+        self._task_name = task_name
+        self._cached: TaskResult[T, TaskError] | None = None
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.task_id!r}, task_name={self._task_name!r})"
+
+    @classmethod
+    def from_id(cls, task_id: str) -> TaskHandle[Any]:
+        """Rebuild a handle for a task id stored elsewhere."""
+        return cls(str(task_id))
+
+    @property
+    def _alias(self) -> str:
+        return horsies_settings().DATABASE_ALIAS
+
+    def _adapter(self) -> TypeAdapter[Any] | None:
+        from horsies_django.registry import app
+
+        name = self._task_name
+        if name is None:
+            row = store.fetch_outcome(self._alias, self.task_id)
+            name = self._task_name = row[1] if row else None
+        definition = app.definitions.get(name) if name else None
+        return definition.return_adapter if definition else None
+
+    def get(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
+        """Wait for the result; `WAIT_TIMEOUT` after `timeout_ms` (the task keeps running)."""
+        if self._cached is not None:
+            return self._cached
+        result: TaskResult[T, TaskError] = results.wait_sync(
+            self._alias, self.task_id, self._adapter(), timeout_ms
+        )
+        return self._keep(result)
+
+    async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
+        """Async `get()`: waits without blocking the event loop."""
+        if self._cached is not None:
+            return self._cached
+        adapter = await sync_to_async(self._adapter, thread_sensitive=True)()
+        result: TaskResult[T, TaskError] = await results.wait_async(
+            self._alias, self.task_id, adapter, timeout_ms
+        )
+        return self._keep(result)
+
+    def _keep(self, result: TaskResult[T, TaskError]) -> TaskResult[T, TaskError]:
+        from horsies_django.types import RetrievalCode
+
+        transient = result.is_err() and result.err_value.error_code in (
+            RetrievalCode.WAIT_TIMEOUT,
+            RetrievalCode.TASK_NOT_FOUND,
+        )
+        if not transient:
+            self._cached = result
+        return result
+
+    def info(
+        self,
+        include_result: bool = False,
+        include_failed_reason: bool = False,
+        include_attempts: bool = False,
+    ) -> BrokerResult[TaskInfo | None]:
+        """The task's metadata (None if there is no such task)."""
+        try:
+            row = store.fetch_info(
+                self._alias,
+                self.task_id,
+                include_result=include_result,
+                include_failed_reason=include_failed_reason,
+            )
+            if row is None:
+                return Ok(None)
+            attempts = (
+                [self._attempt(a) for a in store.fetch_attempts(self._alias, self.task_id)]
+                if include_attempts
+                else None
+            )
+        except DatabaseError as exc:
+            return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
+        return Ok(self._info(row, include_result, attempts))
+
+    async def info_async(
+        self,
+        include_result: bool = False,
+        include_failed_reason: bool = False,
+        include_attempts: bool = False,
+    ) -> BrokerResult[TaskInfo | None]:
+        return await sync_to_async(self.info, thread_sensitive=True)(
+            include_result, include_failed_reason, include_attempts
+        )
+
+    def cancel(self) -> BrokerResult[None]:
+        """Cancel a PENDING or CLAIMED task; a RUNNING or finished task is refused."""
+        from horsies_django.cancelling import cancel
+
+        return cancel(self.task_id)
+
+    async def cancel_async(self) -> BrokerResult[None]:
+        return await sync_to_async(self.cancel, thread_sensitive=True)()
+
+    def _attempt(self, row: tuple[Any, ...]) -> TaskAttempt:
+        attempt, outcome, will_retry, code, message, started, finished, worker, pid = row
+        return TaskAttempt(
+            task_id=self.task_id,
+            attempt=attempt,
+            outcome=outcome,
+            will_retry=will_retry,
+            error_code=code,
+            error_message=message,
+            started_at=started,
+            finished_at=finished,
+            worker_id=None if worker is None else str(worker),
+            worker_pid=pid,
+        )
+
+    def _info(
+        self, row: tuple[Any, ...], include_result: bool, attempts: list[TaskAttempt] | None
+    ) -> TaskInfo:
+        (tid, name, status, queue, priority, retries, max_retries, sent, enqueued, next_retry,
+         good_until, claimed, started, finished, worker, error_code, _result, reason) = row
+        self._task_name = name
+        result = None
+        if include_result:
+            result = results.result_from_row(
+                self.task_id, (status, name, _result, error_code, reason),
+                self._adapter(),
+            )
+        return TaskInfo(
+            task_id=str(tid),
+            task_name=name,
+            status=TaskStatus(status),
+            queue_name=queue,
+            priority=priority,
+            retry_count=retries,
+            max_retries=max_retries,
+            sent_at=sent,
+            enqueued_at=enqueued,
+            next_retry_at=next_retry,
+            good_until=good_until,
+            claimed_at=claimed,
+            started_at=started,
+            finished_at=finished,
+            worker_id=None if worker is None else str(worker),
+            error_code=error_code if status == TaskStatus.FAILED else None,
+            result=result,
+            failed_reason=reason,
+            attempts=attempts,
+        )
+

@@ -1,0 +1,116 @@
+"""`manage.py horsies_worker`: run a worker (thin: parse, validate, start the supervisor)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from horsies_django.conf import horsies_settings
+from horsies_django.exceptions import ConfigurationError
+from horsies_django.worker.supervisor import Supervisor, WorkerOptions
+
+MAX_PROCESSES = 256
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 1 <= number <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"{number} must be between 1 and {MAX_PROCESSES}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} must be 0 (off) or more")
+    return number
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be more than 0 seconds")
+    return number
+
+
+def queue_list(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names or any(not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", n) for n in names):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a comma-separated list of queue names, e.g. --queues critical,default"
+        )
+    return names
+
+
+class Command(BaseCommand):
+    help = "Run a horsies worker: claim tasks and run them in a pool of child processes."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--processes", type=positive_int, default=os.cpu_count() or 1,
+            help="child processes, i.e. tasks run at once (default: CPU count)",
+        )
+        parser.add_argument(
+            "--queues", type=queue_list, default=None,
+            help="only claim from these comma-separated queues (default: all configured)",
+        )
+        parser.add_argument(
+            "--max-tasks-per-child", type=non_negative_int, default=0,
+            help="replace a child after this many tasks (default 0: never)",
+        )
+        parser.add_argument(
+            "--max-memory-per-child", type=non_negative_int, default=0, metavar="MB",
+            help="replace a child whose resident memory exceeds this many MB (default 0: off)",
+        )
+        parser.add_argument(
+            "--worker-name", default=None,
+            help="a name shown in the admin and logs (default: hostname:pid)",
+        )
+        parser.add_argument(
+            "--shutdown-timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+            help="on SIGTERM/SIGINT, how long running tasks may finish before being killed "
+            "(default 30)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        _configure_logging(int(options["verbosity"]))
+        try:
+            settings = horsies_settings()
+            worker = Supervisor(
+                WorkerOptions(
+                    processes=options["processes"],
+                    queues=options["queues"],
+                    max_tasks_per_child=options["max_tasks_per_child"],
+                    max_memory_per_child_mb=options["max_memory_per_child"],
+                    worker_name=options["worker_name"],
+                    shutdown_timeout_s=options["shutdown_timeout"],
+                    settings_module=os.environ.get("DJANGO_SETTINGS_MODULE"),
+                ),
+                settings,
+            )
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from exc
+        code = worker.run()
+        if code:
+            raise SystemExit(code)
+
+
+def _configure_logging(verbosity: int) -> None:
+    logger = logging.getLogger("horsies_django")
+    if not logger.handlers and not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.WARNING if verbosity == 0 else logging.INFO)

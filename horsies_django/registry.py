@@ -1,0 +1,214 @@
+"""The task registry: the `@app.task` decorator and discovery of task modules.
+
+Task modules are imported in `AppConfig.ready()`, with sends suppressed while they import;
+a task name maps to exactly one function in a process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Concatenate
+
+from asgiref.sync import sync_to_async
+from django.apps import apps
+
+from horsies_django import sending
+from horsies_django.conf import horsies_settings
+from horsies_django.definitions import TaskDefinition, build_definition
+from horsies_django.exceptions import TaskDefinitionError
+from horsies_django.handles import TaskHandle
+from horsies_django.retry import RetryPolicy
+from horsies_django.types import TaskError, TaskResult, TaskSendOptions, TaskSendResult
+
+logger = logging.getLogger("horsies_django.registry")
+
+
+class TaskFunction[**P, T]:
+    """A registered task: call it to run in-process, or `.send()` it to a worker."""
+
+    def __init__(self, definition: TaskDefinition) -> None:
+        self.definition = definition
+        self.__wrapped__ = definition.fn
+        self.__doc__ = definition.fn.__doc__
+        self.__name__ = getattr(definition.fn, "__name__", definition.name)
+        self.__module__ = definition.fn.__module__
+        self.__qualname__ = getattr(definition.fn, "__qualname__", self.__name__)
+
+    def __repr__(self) -> str:
+        return f"<task {self.definition.name!r} queue={self.definition.queue_name!r}>"
+
+    @property
+    def task_name(self) -> str:
+        return self.definition.name
+
+    @property
+    def queue_name(self) -> str:
+        return self.definition.queue_name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T, TaskError]:
+        """Run the function here and now: no queue, no retries, no persistence."""
+        result: TaskResult[T, TaskError] = self.definition.fn(*args, **kwargs)
+        return result
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        """Enqueue for immediate execution."""
+        return self.with_options(TaskSendOptions()).send(*args, **kwargs)
+
+    async def send_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        """`send()` for async code (runs the insert off the event loop)."""
+        return await self.with_options(TaskSendOptions()).send_async(*args, **kwargs)
+
+    def schedule(
+        self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskSendResult[TaskHandle[T]]:
+        """Enqueue to become claimable after `delay_seconds`."""
+        return self.with_options(TaskSendOptions()).schedule(delay_seconds, *args, **kwargs)
+
+    def send_many(
+        self, kwargs_list: Sequence[Mapping[str, Any]], options: TaskSendOptions | None = None
+    ) -> list[TaskSendResult[TaskHandle[T]]]:
+        """Enqueue many tasks with one INSERT; returns one Result per item, in order."""
+        return sending.send_many(self.definition, kwargs_list, options=options)
+
+    def with_options(self, options: TaskSendOptions) -> BoundSend[P, T]:
+        """Bind per-send options (`good_until`, `priority`)."""
+        return BoundSend(self.definition, options)
+
+    def retry_send(self, error: object) -> TaskSendResult[TaskHandle[T]]:
+        """Resend the exact payload of an ENQUEUE_FAILED error."""
+        return sending.replay(self.definition, error, scheduled=False)
+
+    async def retry_send_async(self, error: object) -> TaskSendResult[TaskHandle[T]]:
+        return await sync_to_async(self.retry_send, thread_sensitive=True)(error)
+
+    def retry_schedule(self, error: object) -> TaskSendResult[TaskHandle[T]]:
+        """Resend the exact payload of an ENQUEUE_FAILED error from `schedule()`."""
+        return sending.replay(self.definition, error, scheduled=True)
+
+
+class BoundSend[**P, T]:
+    """A task with per-send options bound; see `TaskFunction.with_options`."""
+
+    def __init__(self, definition: TaskDefinition, options: TaskSendOptions) -> None:
+        self.definition = definition
+        self.options = options
+
+    def _reject_positional(self, args: tuple[Any, ...]) -> TaskSendResult[TaskHandle[T]] | None:
+        if not args:
+            return None
+        return sending._invalid(
+            f"{self.definition.name}: got {len(args)} positional argument(s); "
+            "task arguments are keyword-only, e.g. .send(order_id=1)"
+        )
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        return self._reject_positional(args) or sending.send(
+            self.definition, kwargs, options=self.options
+        )
+
+    async def send_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        if sending.suppressed():
+            return sending._suppressed(self.definition)
+        return await sync_to_async(self.send, thread_sensitive=True)(*args, **kwargs)
+
+    def schedule(
+        self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskSendResult[TaskHandle[T]]:
+        return self._reject_positional(args) or sending.send(
+            self.definition, kwargs, delay_seconds=delay_seconds, options=self.options
+        )
+
+
+class Registry:
+    """Process-wide registry of tasks (exported as `horsies_django.app`)."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[str, TaskDefinition] = {}
+        self.discovered = False
+
+    def task[**P, T](
+        self,
+        task_name: str,
+        *,
+        queue_name: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        exception_mapper: Mapping[type[BaseException], str] | None = None,
+        default_unhandled_error_code: str | None = None,
+        timeout_ms: int | None = None,
+    ) -> Callable[[Callable[P, TaskResult[T, TaskError]]], TaskFunction[P, T]]:
+        """Register a function as a task (every rule is checked here, at import)."""
+        if callable(task_name):
+            raise TaskDefinitionError(
+                "@app.task needs a task name: write @app.task(\"my_task\"), not @app.task"
+            )
+
+        def register(fn: Callable[P, TaskResult[T, TaskError]]) -> TaskFunction[P, T]:
+            definition = build_definition(
+                fn,
+                name=task_name,
+                settings=horsies_settings(),
+                queue_name=queue_name,
+                retry_policy=retry_policy,
+                exception_mapper=exception_mapper,
+                default_unhandled_error_code=default_unhandled_error_code,
+                timeout_ms=timeout_ms,
+            )
+            self._add(definition)
+            return TaskFunction(definition)
+
+        return register
+
+    def _add(self, definition: TaskDefinition) -> None:
+        existing = self.definitions.get(definition.name)
+        if existing is not None and _origin(existing.fn) != _origin(definition.fn):
+            raise TaskDefinitionError(
+                f"task name {definition.name!r} is already registered by "
+                f"{_origin(existing.fn)}; {_origin(definition.fn)} must use another name"
+            )
+        self.definitions[definition.name] = definition
+
+    def get(self, task_name: str) -> TaskDefinition | None:
+        return self.definitions.get(task_name)
+
+    def unregister(self, task_name: str) -> None:
+        """Forget a task (for tests that register throwaway tasks)."""
+        self.definitions.pop(task_name, None)
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{getattr(fn, '__qualname__', fn)}"
+
+
+app = Registry()
+task = app.task
+
+
+def task_module_names() -> list[str]:
+    """`HORSIES['TASK_MODULES']`, or `<app>.tasks` of every installed app that has one."""
+    configured = horsies_settings().TASK_MODULES
+    if configured is not None:
+        return list(configured)
+    names = []
+    for config in apps.get_app_configs():
+        candidate = f"{config.name}.tasks"
+        if importlib.util.find_spec(config.name) and _has_submodule(config.name, "tasks"):
+            names.append(candidate)
+    return names
+
+
+def _has_submodule(package: str, name: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"{package}.{name}") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def autodiscover() -> None:
+    """Import every task module with sends suppressed (called from AppConfig.ready)."""
+    with sending.suppress_sends():
+        for module_name in task_module_names():
+            importlib.import_module(module_name)
+    app.discovered = True

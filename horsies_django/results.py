@@ -1,0 +1,184 @@
+"""Waiting for results and turning finished rows into `TaskResult`s.
+
+One background listener per process serves every waiter (no connection per call). A waiter
+registers before it reads the row, so a result finished between the read and the wait still
+wakes it; a poll every POLL_INTERVAL_MS covers notifications lost with a dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from horsies_django import codec
+from horsies_django.conf import horsies_settings
+from horsies_django.db import sql, store
+from horsies_django.db.notify import BackgroundListener
+from horsies_django.types import (
+    OperationalErrorCode,
+    OutcomeCode,
+    RetrievalCode,
+    TaskError,
+    TaskResult,
+    TaskStatus,
+    error_result,
+)
+
+type Wake = Callable[[], None]
+
+
+class _Waiters:
+    """task id -> callbacks to run when its `task_done` notification arrives."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_task: defaultdict[str, list[Wake]] = defaultdict(list)
+        self._listener: BackgroundListener | None = None
+
+    def add(self, task_id: str, wake: Wake) -> None:
+        with self._lock:
+            self._by_task[task_id].append(wake)
+            self._ensure_listener()
+
+    def remove(self, task_id: str, wake: Wake) -> None:
+        with self._lock:
+            wakes = self._by_task.get(task_id)
+            if wakes and wake in wakes:
+                wakes.remove(wake)
+                if not wakes:
+                    del self._by_task[task_id]
+
+    def _ensure_listener(self) -> None:
+        listener = self._listener
+        if listener is None or listener.pid != os.getpid():
+            self._listener = BackgroundListener(
+                horsies_settings().DATABASE_ALIAS,
+                [sql.TASK_DONE_CHANNEL],
+                on_notify=self._notified,
+                on_reconnect=self._wake_all,
+            )
+
+    def _notified(self, _channel: str, task_id: str) -> None:
+        with self._lock:
+            wakes = list(self._by_task.get(task_id, ()))
+        for wake in wakes:
+            wake()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            wakes = [w for ws in self._by_task.values() for w in ws]
+        for wake in wakes:
+            wake()
+
+
+WAITERS = _Waiters()
+
+
+def poll_interval_s() -> float:
+    return horsies_settings().POLL_INTERVAL_MS / 1000
+
+
+# --------------------------------------------------------------------------- rows -> results
+
+
+def result_from_row(
+    task_id: str, row: tuple[Any, ...] | None, adapter: TypeAdapter[Any] | None
+) -> TaskResult[Any, TaskError] | None:
+    """The final result of a finished task, an error for a missing one, None if unfinished."""
+    if row is None:
+        return error_result(RetrievalCode.TASK_NOT_FOUND, f"no task with id {task_id}")
+    status, task_name, result_json, error_code, failed_reason = row
+    if status == TaskStatus.CANCELLED:
+        return error_result(OutcomeCode.TASK_CANCELLED, failed_reason or "task was cancelled")
+    if status == TaskStatus.EXPIRED:
+        return error_result(OutcomeCode.TASK_EXPIRED, failed_reason or "task expired")
+    if status not in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+        return None
+    if result_json is None:
+        code = error_code or OperationalErrorCode.RESULT_DESERIALIZATION_ERROR
+        return TaskResult(err=TaskError.from_stored({"error_code": code, "message": failed_reason}))
+    try:
+        return codec.decode_result(result_json, adapter)
+    except (ValueError, ValidationError, ImportError, AttributeError, TypeError) as exc:
+        return error_result(
+            OperationalErrorCode.RESULT_DESERIALIZATION_ERROR,
+            f"stored result of {task_name} {task_id} does not decode to the declared type: {exc}",
+        )
+
+
+def _read(alias: str, task_id: str) -> tuple[Any, ...] | None:
+    return store.fetch_outcome(alias, task_id)
+
+
+def _timeout_result(task_id: str, timeout_ms: int | None) -> TaskResult[Any, TaskError]:
+    return error_result(
+        RetrievalCode.WAIT_TIMEOUT,
+        f"task {task_id} did not finish within {timeout_ms} ms; it may still be running",
+    )
+
+
+def wait_sync(
+    alias: str, task_id: str, adapter: TypeAdapter[Any] | None, timeout_ms: int | None
+) -> TaskResult[Any, TaskError]:
+    """Block until the task finishes (or `timeout_ms` passes)."""
+    import time
+
+    deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+    event = threading.Event()
+    WAITERS.add(task_id, event.set)
+    try:
+        while True:
+            event.clear()
+            result = result_from_row(task_id, _read(alias, task_id), adapter)
+            if result is not None:
+                return result
+            remaining = poll_interval_s()
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return _timeout_result(task_id, timeout_ms)
+                remaining = min(remaining, left)
+            event.wait(remaining)
+    finally:
+        WAITERS.remove(task_id, event.set)
+
+
+async def wait_async(
+    alias: str, task_id: str, adapter: TypeAdapter[Any] | None, timeout_ms: int | None
+) -> TaskResult[Any, TaskError]:
+    """Like `wait_sync`, without blocking the event loop."""
+    from asgiref.sync import sync_to_async
+
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(event.set)
+
+    read = sync_to_async(_read, thread_sensitive=True)
+    deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
+    WAITERS.add(task_id, wake)
+    try:
+        while True:
+            event.clear()
+            result = result_from_row(task_id, await read(alias, task_id), adapter)
+            if result is not None:
+                return result
+            remaining = poll_interval_s()
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return _timeout_result(task_id, timeout_ms)
+                remaining = min(remaining, left)
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                pass
+    finally:
+        WAITERS.remove(task_id, wake)

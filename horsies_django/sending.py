@@ -1,0 +1,342 @@
+"""Sending: validate and encode arguments, then insert on the caller's Django connection.
+
+Sends never raise for bad input or a database outage: they return `Err(TaskSendError)`. A send
+inside `transaction.atomic()` is part of that transaction, so it is visible (and wakes
+workers, by the NOTIFY trigger) only if the caller commits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from django.db import Error as DjangoDbError
+from django.db import InterfaceError, OperationalError, connections, transaction
+from uuid_utils.compat import uuid7
+
+from horsies_django import codec
+from horsies_django.conf import horsies_settings
+from horsies_django.db import store
+from horsies_django.definitions import TaskDefinition
+from horsies_django.exceptions import EncodingError
+from horsies_django.handles import TaskHandle
+from horsies_django.types import (
+    DEFAULT_PRIORITY,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    Err,
+    Ok,
+    Result,
+    TaskSendError,
+    TaskSendErrorCode,
+    TaskSendOptions,
+    TaskSendPayload,
+    TaskSendResult,
+)
+
+RESEND_DELAYS_S: Final = (0.05, 0.2, 0.8)
+
+_suppress_depth = 0
+
+
+def suppressed() -> bool:
+    """True while task modules are being imported (sends would run at import time)."""
+    return _suppress_depth > 0
+
+
+class suppress_sends:  # noqa: N801 - used as a context manager, reads like a statement
+    """Within this block, every send returns Err(SEND_SUPPRESSED) and writes nothing."""
+
+    def __enter__(self) -> None:
+        global _suppress_depth
+        _suppress_depth += 1
+
+    def __exit__(self, *_: object) -> None:
+        global _suppress_depth
+        _suppress_depth -= 1
+
+
+def _invalid(message: str, exc: BaseException | None = None) -> Err[TaskSendError]:
+    return Err(TaskSendError(TaskSendErrorCode.VALIDATION_FAILED, message, exception=exc))
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def prepare(
+    definition: TaskDefinition,
+    kwargs: Mapping[str, Any],
+    *,
+    delay_seconds: float | None = None,
+    options: TaskSendOptions | None = None,
+) -> Result[TaskSendPayload, TaskSendError]:
+    """Check and encode one send; Ok(payload) ready to insert, or Err(VALIDATION_FAILED)."""
+    problem = _check_arguments(definition, kwargs) or _check_delay(delay_seconds)
+    if problem:
+        return _invalid(f"{definition.name}: {problem}")
+    opts = options or TaskSendOptions()
+    problem = _check_options(opts)
+    if problem:
+        return _invalid(f"{definition.name}: {problem}")
+    try:
+        encoded = {name: codec.encode(value, name) for name, value in kwargs.items()}
+        kwargs_json = codec.dumps(encoded)
+    except EncodingError as exc:
+        return _invalid(f"{definition.name}: argument {exc}", exc)
+    priority = DEFAULT_PRIORITY if opts.priority is None else opts.priority
+    task_id = str(uuid7())
+    return Ok(
+        TaskSendPayload(
+            task_id=task_id,
+            task_name=definition.name,
+            queue_name=definition.queue_name,
+            priority=priority,
+            kwargs_json=kwargs_json,
+            delay_seconds=delay_seconds,
+            good_until=opts.good_until,
+            enqueue_sha=_sha(task_id, definition, priority, kwargs_json, delay_seconds, opts),
+        )
+    )
+
+
+def _sha(
+    task_id: str,
+    definition: TaskDefinition,
+    priority: int,
+    kwargs_json: str,
+    delay_seconds: float | None,
+    opts: TaskSendOptions,
+) -> str:
+    return codec.enqueue_sha(
+        task_id=task_id,
+        task_name=definition.name,
+        queue_name=definition.queue_name,
+        priority=priority,
+        kwargs_json=kwargs_json,
+        delay_seconds=delay_seconds,
+        good_until=opts.good_until,
+    )
+
+
+def payload_sha(payload: TaskSendPayload) -> str:
+    """Recompute the sha of a payload (differs from `payload.enqueue_sha` if it was altered)."""
+    return codec.enqueue_sha(
+        task_id=payload.task_id,
+        task_name=payload.task_name,
+        queue_name=payload.queue_name,
+        priority=payload.priority,
+        kwargs_json=payload.kwargs_json,
+        delay_seconds=payload.delay_seconds,
+        good_until=payload.good_until,
+    )
+
+
+def _check_arguments(definition: TaskDefinition, kwargs: Mapping[str, Any]) -> str | None:
+    unknown = [name for name in kwargs if name not in definition.params]
+    if unknown:
+        takes = ", ".join(definition.params) or "no arguments"
+        return f"unknown argument(s) {', '.join(unknown)}; the task takes {takes}"
+    missing = sorted(definition.required_params.difference(kwargs))
+    if missing:
+        return f"missing required argument(s) {', '.join(missing)}"
+    return None
+
+
+def _check_delay(delay_seconds: float | None) -> str | None:
+    if delay_seconds is None:
+        return None
+    if (
+        isinstance(delay_seconds, bool)
+        or not isinstance(delay_seconds, int | float)
+        or not math.isfinite(delay_seconds)
+        or delay_seconds < 0
+    ):
+        return f"delay_seconds={delay_seconds!r} must be a finite number of seconds >= 0"
+    return None
+
+
+def _check_options(opts: TaskSendOptions) -> str | None:
+    if opts.good_until is not None:
+        if not isinstance(opts.good_until, datetime):
+            return f"good_until={opts.good_until!r} must be a timezone-aware datetime"
+        if opts.good_until.tzinfo is None or opts.good_until.utcoffset() is None:
+            return (
+                "good_until is a naive datetime: pass an aware one, e.g. "
+                "django.utils.timezone.now() + timedelta(minutes=5)"
+            )
+    p = opts.priority
+    if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not PRIORITY_MIN <= p <= PRIORITY_MAX):
+        return f"priority={p!r} must be an int from {PRIORITY_MIN} (first) to {PRIORITY_MAX}"
+    return None
+
+
+# --------------------------------------------------------------------------- inserting
+
+
+def _new_task(definition: TaskDefinition, payload: TaskSendPayload) -> store.NewTask:
+    return store.NewTask(
+        task_id=payload.task_id,
+        task_name=payload.task_name,
+        queue_name=payload.queue_name,
+        priority=payload.priority,
+        kwargs_json=payload.kwargs_json,
+        delay_seconds=float(payload.delay_seconds or 0.0),
+        good_until=payload.good_until,
+        timeout_ms=definition.timeout_ms,
+        max_retries=definition.max_retries,
+        options_json=codec.dumps(definition.options_snapshot()),
+        enqueue_sha=payload.enqueue_sha,
+    )
+
+
+def enqueue(definition: TaskDefinition, payload: TaskSendPayload) -> TaskSendResult[TaskHandle[Any]]:
+    """Insert a prepared payload, resending on transient errors when configured."""
+    settings = horsies_settings()
+    alias = settings.DATABASE_ALIAS
+    delays = RESEND_DELAYS_S if settings.RESEND_ON_TRANSIENT_ERR else ()
+    result = _insert_once(alias, definition, payload)
+    for delay in delays:
+        if result.is_ok() or not result.err_value.retryable or _in_atomic(alias):
+            break
+        time.sleep(delay)  # backoff before resending to a database that just failed
+        result = _insert_once(alias, definition, payload)
+    return result
+
+
+def _insert_once(
+    alias: str, definition: TaskDefinition, payload: TaskSendPayload
+) -> TaskSendResult[TaskHandle[Any]]:
+    try:
+        if _in_atomic(alias):
+            with transaction.atomic(using=alias):
+                existing_sha = store.insert_task(alias, _new_task(definition, payload))
+        else:
+            existing_sha = store.insert_task(alias, _new_task(definition, payload))
+    except DjangoDbError as exc:
+        return Err(_enqueue_failed(alias, payload, exc))
+    if existing_sha is not None and existing_sha != payload.enqueue_sha:
+        return Err(
+            TaskSendError(
+                TaskSendErrorCode.PAYLOAD_MISMATCH,
+                f"task {payload.task_id} already exists with a different payload",
+                task_id=payload.task_id,
+                payload=payload,
+            )
+        )
+    return Ok(TaskHandle(payload.task_id, payload.task_name))
+
+
+def _in_atomic(alias: str) -> bool:
+    return bool(connections[alias].in_atomic_block)
+
+
+def _enqueue_failed(alias: str, payload: TaskSendPayload, exc: Exception) -> TaskSendError:
+    transient = isinstance(exc, OperationalError | InterfaceError)
+    if not _in_atomic(alias):
+        connections[alias].close_if_unusable_or_obsolete()
+    hint = (
+        "the database is unreachable; retry with retry_send(err)"
+        if transient
+        else "check that migrations are applied (manage.py migrate)"
+    )
+    return TaskSendError(
+        TaskSendErrorCode.ENQUEUE_FAILED,
+        f"could not enqueue {payload.task_name} {payload.task_id}: {exc} ({hint})",
+        retryable=transient,
+        task_id=payload.task_id,
+        payload=payload,
+        exception=exc,
+    )
+
+
+def replay(
+    definition: TaskDefinition, error: object, *, scheduled: bool
+) -> TaskSendResult[TaskHandle[Any]]:
+    """Resend the exact payload of an ENQUEUE_FAILED error (same task id)."""
+    if suppressed():
+        return _suppressed(definition)
+    if not isinstance(error, TaskSendError) or error.code != TaskSendErrorCode.ENQUEUE_FAILED:
+        code = getattr(error, "code", type(error).__name__)
+        return _invalid(f"{definition.name}: only ENQUEUE_FAILED errors can be resent, not {code}")
+    payload = error.payload
+    if payload is None:
+        return _invalid(f"{definition.name}: the error carries no payload to resend")
+    if payload.task_name != definition.name:
+        return _invalid(
+            f"{definition.name}: this error belongs to task {payload.task_name!r}; "
+            f"call {payload.task_name}.retry_send(err)"
+        )
+    if scheduled and payload.delay_seconds is None:
+        return _invalid(f"{definition.name}: retry_schedule needs an error from schedule()")
+    if payload_sha(payload) != payload.enqueue_sha or payload.queue_name != definition.queue_name:
+        return Err(
+            TaskSendError(
+                TaskSendErrorCode.PAYLOAD_MISMATCH,
+                f"{definition.name}: the payload of task {payload.task_id} was altered after the "
+                "failed send (its enqueue_sha no longer matches); send it anew with send()",
+                task_id=payload.task_id,
+                payload=payload,
+            )
+        )
+    return enqueue(definition, payload)
+
+
+def _suppressed(definition: TaskDefinition) -> Err[TaskSendError]:
+    return Err(
+        TaskSendError(
+            TaskSendErrorCode.SEND_SUPPRESSED,
+            f"{definition.name}: send suppressed while task modules are imported; "
+            "send from functions or views, not at module level",
+        )
+    )
+
+
+def send(
+    definition: TaskDefinition,
+    kwargs: Mapping[str, Any],
+    *,
+    delay_seconds: float | None = None,
+    options: TaskSendOptions | None = None,
+) -> TaskSendResult[TaskHandle[Any]]:
+    """Validate, encode and enqueue one task."""
+    if suppressed():
+        return _suppressed(definition)
+    prepared = prepare(definition, kwargs, delay_seconds=delay_seconds, options=options)
+    if isinstance(prepared, Err):
+        return prepared
+    return enqueue(definition, prepared.value)
+
+
+def send_many(
+    definition: TaskDefinition,
+    kwargs_list: Sequence[Mapping[str, Any]],
+    *,
+    options: TaskSendOptions | None = None,
+) -> list[TaskSendResult[TaskHandle[Any]]]:
+    """Enqueue many tasks of one definition with a single INSERT; one Result per item."""
+    if suppressed():
+        return [_suppressed(definition) for _ in kwargs_list]
+    results: list[TaskSendResult[TaskHandle[Any]]] = []
+    ready: list[tuple[int, TaskSendPayload]] = []
+    for i, kwargs in enumerate(kwargs_list):
+        prepared = prepare(definition, kwargs, options=options)
+        results.append(prepared if isinstance(prepared, Err) else Ok(TaskHandle("", "")))
+        if isinstance(prepared, Ok):
+            ready.append((i, prepared.value))
+    if not ready:
+        return results
+    alias = horsies_settings().DATABASE_ALIAS
+    template = _new_task(definition, ready[0][1])
+    rows = [(p.task_id, p.kwargs_json, p.enqueue_sha) for _, p in ready]
+    try:
+        store.insert_tasks(alias, template, rows)
+    except DjangoDbError as exc:
+        for i, payload in ready:
+            results[i] = Err(_enqueue_failed(alias, payload, exc))
+        return results
+    for i, payload in ready:
+        results[i] = Ok(TaskHandle(payload.task_id, payload.task_name))
+    return results

@@ -1,0 +1,75 @@
+"""What a worker may claim: its queues in priority order, within every concurrency cap.
+
+With no caps configured a claim is one statement. With caps, claimers serialise on one
+advisory transaction lock, count what runs cluster-wide, and claim only the remaining room.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Sequence
+from typing import Final
+
+import psycopg
+
+from horsies_django.conf import HorsiesSettings, QueueSpec
+from horsies_django.db import store
+from horsies_django.exceptions import ConfigurationError
+
+CAP_LOCK_KEY: Final = zlib.crc32(b"horsies_django.caps")
+
+
+class ClaimPlanner:
+    def __init__(self, settings: HorsiesSettings, only: Sequence[str] | None) -> None:
+        self.settings = settings
+        self.queues = self._select(settings, only)
+        self.queue_names = [q.name for q in self.queues]
+        self.capped = settings.CLUSTER_WIDE_CAP is not None or any(
+            q.max_concurrency is not None for q in self.queues
+        )
+
+    @staticmethod
+    def _select(settings: HorsiesSettings, only: Sequence[str] | None) -> list[QueueSpec]:
+        known = {q.name: q for q in settings.queues}
+        if not only:
+            return list(settings.queues)
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise ConfigurationError(
+                f"--queues names unknown queue(s) {unknown}; configured queues: {list(known)}"
+            )
+        return [q for q in settings.queues if q.name in only]
+
+    def claim(
+        self, conn: psycopg.Connection[store.Row], worker_id: uuid.UUID, free: int
+    ) -> list[store.Claimed]:
+        """Claim up to `free` tasks (the caller holds a transaction open)."""
+        limits = {q.name: free for q in self.queues}
+        total = free
+        if self.capped:
+            store.lock_caps(conn, CAP_LOCK_KEY)
+            limits, total = self._room(conn, limits, total)
+        slots = [
+            store.QueueSlot(q.name, q.priority, limits[q.name])
+            for q in self.queues
+            if limits[q.name] > 0
+        ]
+        if not slots or total <= 0:
+            return []
+        lease_s = self.settings.CLAIM_LEASE_MS / 1000
+        return store.claim(conn, worker_id=worker_id, slots=slots, limit=total, lease_s=lease_s)
+
+    def _room(
+        self, conn: psycopg.Connection[store.Row], limits: dict[str, int], total: int
+    ) -> tuple[dict[str, int], int]:
+        capped = [q for q in self.queues if q.max_concurrency is not None]
+        if capped:
+            active = store.active_counts(conn, [q.name for q in capped])
+            for q in capped:
+                assert q.max_concurrency is not None
+                limits[q.name] = min(limits[q.name], q.max_concurrency - active.get(q.name, 0))
+        cap = self.settings.CLUSTER_WIDE_CAP
+        if cap is not None:
+            total = min(total, cap - store.active_total(conn))
+        return limits, total

@@ -1,0 +1,157 @@
+"""The pool of long-lived child processes, one job at a time each.
+
+Each slot owns one child and its pipe. A slot can be killed and refilled on its own (timeout,
+crash, recycling), so a problem in one child never touches its siblings.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+import psutil
+
+from horsies_django.db.store import Claimed
+from horsies_django.worker.child import Job, child_main
+
+logger = logging.getLogger("horsies_django.worker")
+
+_ctx = multiprocessing.get_context("spawn")
+
+
+@dataclass(slots=True)
+class Running:
+    """A job handed to a child, and what the parent knows of its progress."""
+
+    claimed: Claimed
+    dispatched_at: float
+    started_at: Any = None  # datetime once the child reported `started`
+    running_marked: bool = False
+
+
+@dataclass(slots=True)
+class Slot:
+    index: int
+    process: SpawnProcess
+    conn: Connection
+    ready: bool = False
+    job: Running | None = None
+    tasks_done: int = 0
+    retiring: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.job is None and not self.retiring
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def rss_bytes(self) -> int:
+        try:
+            return int(psutil.Process(self.process.pid).memory_info().rss)
+        except (psutil.Error, TypeError):
+            return 0
+
+
+class Pool:
+    """N child processes started with `spawn` (no state or DB connection is inherited)."""
+
+    def __init__(self, size: int, settings_module: str | None) -> None:
+        self.size = size
+        self.settings_module = settings_module
+        self.slots: list[Slot] = [self._start(i) for i in range(size)]
+
+    def _start(self, index: int) -> Slot:
+        parent_conn, child_conn = _ctx.Pipe(duplex=True)
+        process = _ctx.Process(
+            target=child_main,
+            args=(child_conn, self.settings_module),
+            name=f"horsies-child-{index}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        return Slot(index=index, process=process, conn=parent_conn)
+
+    def replace(self, slot: Slot) -> Slot:
+        """Stop `slot`'s child (kill if needed) and start a fresh one in its place."""
+        self.kill(slot)
+        fresh = self._start(slot.index)
+        self.slots[slot.index] = fresh
+        return fresh
+
+    def kill(self, slot: Slot) -> None:
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.process.join(timeout=5)
+        slot.conn.close()
+
+    def idle_slots(self) -> list[Slot]:
+        return [s for s in self.slots if s.idle]
+
+    def busy_slots(self) -> list[Slot]:
+        return [s for s in self.slots if s.job is not None]
+
+    def dispatch(self, slot: Slot, claimed: Claimed) -> None:
+        job = Job(claimed.task_id, claimed.claim_gen, claimed.task_name, claimed.kwargs_json)
+        slot.job = Running(claimed=claimed, dispatched_at=time.monotonic())
+        slot.conn.send(job)
+
+    def wait_objects(self) -> list[Any]:
+        objs: list[Any] = []
+        for slot in self.slots:
+            if not slot.conn.closed:
+                objs.append(slot.conn)
+            objs.append(slot.process.sentinel)
+        return objs
+
+    def slot_for(self, obj: Any) -> Slot | None:
+        for slot in self.slots:
+            if obj is slot.conn or obj == slot.process.sentinel:
+                return slot
+        return None
+
+    def retire(self, slot: Slot) -> None:
+        """Ask an idle child to exit after its current job; it is replaced when it does."""
+        slot.retiring = True
+        if slot.job is None:
+            self._ask_exit(slot)
+
+    def _ask_exit(self, slot: Slot) -> None:
+        try:
+            slot.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Ask every child to exit, then kill whatever is left."""
+        for slot in self.slots:
+            if slot.process.is_alive():
+                self._ask_exit(slot)
+        deadline = time.monotonic() + timeout_s
+        for slot in self.slots:
+            slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join(timeout=5)
+            slot.conn.close()
+
+    def kill_all(self) -> None:
+        for slot in self.slots:
+            if slot.process.is_alive():
+                slot.process.kill()
+        for slot in self.slots:
+            slot.process.join(timeout=5)
+            slot.conn.close()
+
+
+def current_pid() -> int:
+    return os.getpid()
