@@ -76,7 +76,9 @@ def _encode_mapping(value: Mapping[Any, Any], path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
-            raise EncodingError(f"{path} has a non-string key {key!r}: JSON keys are strings")
+            raise EncodingError(
+                f"{path} has a non-string key {key!r}: JSON keys are strings", path=path
+            )
         if key == TYPE_KEY:
             raise EncodingError(f"{path} uses the reserved key {TYPE_KEY!r}", path=path)
         _check_text(key, f"{path} key")

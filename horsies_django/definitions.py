@@ -121,10 +121,11 @@ def _params(fn: Callable[..., Any], hints: dict[str, Any], where: str) -> dict[s
     params: dict[str, Param] = {}
     for p in inspect.signature(fn).parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY:
-            kind = {
-                inspect.Parameter.VAR_POSITIONAL: f"*{p.name}",
-                inspect.Parameter.VAR_KEYWORD: f"**{p.name}",
-            }.get(p.kind, p.name)
+            stars: dict[inspect._ParameterKind, str] = {
+                inspect.Parameter.VAR_POSITIONAL: "*",
+                inspect.Parameter.VAR_KEYWORD: "**",
+            }
+            kind = stars.get(p.kind, "") + p.name
             raise TaskDefinitionError(
                 f"{where}: parameter {kind!r} is not keyword-only; arguments travel by name, "
                 f"so declare every parameter after a bare `*`, e.g. `def f(*, {p.name}: ...)`"
@@ -147,7 +148,8 @@ def _return_adapter(hints: dict[str, Any], where: str) -> TypeAdapter[Any] | Non
     if typing.get_origin(annotation) is not TaskResult and annotation is not TaskResult:
         raise TaskDefinitionError(
             f"{where} returns {annotation!r}: a task must be annotated "
-            "`-> TaskResult[YourType, TaskError]` and return TaskResult(ok=...) or TaskResult(err=...)"
+            "`-> TaskResult[YourType, TaskError]` and return TaskResult(ok=...) or "
+            "TaskResult(err=...)"
         )
     args = typing.get_args(annotation)
     ok_type = args[0] if args else Any
@@ -219,7 +221,11 @@ def _code(code: object, where: str, what: str) -> str:
 def _check_timeout(timeout_ms: object, where: str) -> int | None:
     if timeout_ms is None:
         return None
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < MIN_TIMEOUT_MS:
+    if (
+        isinstance(timeout_ms, bool)
+        or not isinstance(timeout_ms, int)
+        or timeout_ms < MIN_TIMEOUT_MS
+    ):
         raise TaskDefinitionError(
             f"{where}: timeout_ms={timeout_ms!r} must be an int >= {MIN_TIMEOUT_MS} "
             "(milliseconds, measured from dispatch); e.g. timeout_ms=30_000"

@@ -440,6 +440,9 @@ def _start(server: ThrowawayServer, runas: _RunAs | None) -> None:
             )
         if _wait_ready(server):
             return
+        if server.process.poll() is None:  # hung rather than failed: don't leave it behind
+            _kill_tree(server.process.pid)
+            server.process.wait()
         log_tail = _tail(server.logfile)
         if "could not bind" in log_tail or "already in use" in log_tail:
             _log(f"port {server.port} was taken (attempt {attempt}); retrying")
@@ -529,7 +532,7 @@ def running_postgres(dbname: str = "horsies") -> Iterator[ThrowawayServer]:
             _log(f"initdb {server.datadir} (binaries: {server.bindir})")
             _run_pg(
                 [server.bindir / "initdb", "-D", server.datadir, "--auth=trust", "-U", SUPERUSER,
-                 "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+                 "--encoding=UTF8", "--locale=C", "--no-sync"],
                 cwd=tmp, runas=runas, timeout=120,
             )  # fmt: skip
             _start(server, runas)

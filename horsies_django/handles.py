@@ -152,13 +152,32 @@ class TaskHandle[T]:
     def _info(
         self, row: tuple[Any, ...], include_result: bool, attempts: list[TaskAttempt] | None
     ) -> TaskInfo:
-        (tid, name, status, queue, priority, retries, max_retries, sent, enqueued, next_retry,
-         good_until, claimed, started, finished, worker, error_code, _result, reason) = row
+        (
+            tid,
+            name,
+            status,
+            queue,
+            priority,
+            retries,
+            max_retries,
+            sent,
+            enqueued,
+            next_retry,
+            good_until,
+            claimed,
+            started,
+            finished,
+            worker,
+            error_code,
+            _result,
+            reason,
+        ) = row
         self._task_name = name
         result = None
         if include_result:
             result = results.result_from_row(
-                self.task_id, (status, name, _result, error_code, reason),
+                self.task_id,
+                (status, name, _result, error_code, reason),
                 self._adapter(),
             )
         return TaskInfo(
@@ -182,4 +201,3 @@ class TaskHandle[T]:
             failed_reason=reason,
             attempts=attempts,
         )
-

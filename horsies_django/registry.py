@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -142,7 +142,7 @@ class Registry:
         """Register a function as a task (every rule is checked here, at import)."""
         if callable(task_name):
             raise TaskDefinitionError(
-                "@app.task needs a task name: write @app.task(\"my_task\"), not @app.task"
+                '@app.task needs a task name: write @app.task("my_task"), not @app.task'
             )
 
         def register(fn: Callable[P, TaskResult[T, TaskError]]) -> TaskFunction[P, T]:

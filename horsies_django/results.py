@@ -8,6 +8,7 @@ wakes it; a poll every POLL_INTERVAL_MS covers notifications lost with a dropped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections import defaultdict
@@ -176,9 +177,7 @@ async def wait_async(
                 if left <= 0:
                     return _timeout_result(task_id, timeout_ms)
                 remaining = min(remaining, left)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                pass
     finally:
         WAITERS.remove(task_id, wake)

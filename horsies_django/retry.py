@@ -80,7 +80,7 @@ class RetryPolicy(BaseModel):
             intervals=tuple(intervals),
             backoff_strategy="fixed",
             jitter=jitter,
-            auto_retry_for=tuple(auto_retry_for),
+            auto_retry_for=_codes_arg(auto_retry_for),
         )
 
     @classmethod
@@ -98,7 +98,7 @@ class RetryPolicy(BaseModel):
             intervals=(base_seconds,),
             backoff_strategy="exponential",
             jitter=jitter,
-            auto_retry_for=tuple(auto_retry_for),
+            auto_retry_for=_codes_arg(auto_retry_for),
         )
 
     def retries_on(self, error_code: str | None) -> bool:
@@ -118,3 +118,8 @@ class RetryPolicy(BaseModel):
 
     def to_stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def _codes_arg(codes: Sequence[str]) -> Sequence[str]:
+    """Pass a lone string through untouched so validation refuses it (tuple() would split it)."""
+    return codes if isinstance(codes, str) else tuple(codes)

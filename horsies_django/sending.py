@@ -168,7 +168,9 @@ def _check_options(opts: TaskSendOptions) -> str | None:
                 "django.utils.timezone.now() + timedelta(minutes=5)"
             )
     p = opts.priority
-    if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not PRIORITY_MIN <= p <= PRIORITY_MAX):
+    if p is not None and (
+        isinstance(p, bool) or not isinstance(p, int) or not PRIORITY_MIN <= p <= PRIORITY_MAX
+    ):
         return f"priority={p!r} must be an int from {PRIORITY_MIN} (first) to {PRIORITY_MAX}"
     return None
 
@@ -192,7 +194,9 @@ def _new_task(definition: TaskDefinition, payload: TaskSendPayload) -> store.New
     )
 
 
-def enqueue(definition: TaskDefinition, payload: TaskSendPayload) -> TaskSendResult[TaskHandle[Any]]:
+def enqueue(
+    definition: TaskDefinition, payload: TaskSendPayload
+) -> TaskSendResult[TaskHandle[Any]]:
     """Insert a prepared payload, resending on transient errors when configured."""
     settings = horsies_settings()
     alias = settings.DATABASE_ALIAS

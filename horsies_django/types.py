@@ -14,9 +14,7 @@ from typing import Any, Final, Literal, NoReturn, TypeGuard, overload
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-type JsonValue = (
-    None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]
-)
+type JsonValue = bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None
 
 
 # --------------------------------------------------------------------------- Ok / Err
@@ -265,11 +263,11 @@ class TaskResult[T, E]:
 
     @property
     def ok(self) -> T | None:
-        return self._value if self._is_ok else None  # type: ignore[no-any-return]
+        return self._value if self._is_ok else None
 
     @property
     def err(self) -> E | None:
-        return None if self._is_ok else self._value  # type: ignore[no-any-return]
+        return None if self._is_ok else self._value
 
     @property
     def ok_value(self) -> T:

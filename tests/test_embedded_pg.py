@@ -210,7 +210,8 @@ def test_cli_propagates_exit_code_and_leaves_nothing_behind() -> None:
     assert env["PGHOST"] == "127.0.0.1"  # inherited PG* variables are replaced
     assert env["DATABASE_URL"].endswith(f":{env['PGPORT']}/horsies")
     assert env["HORSIES_PG_CTL"] == str(Path(env["HORSIES_PG_BINDIR"]) / "pg_ctl")
-    assert env["HORSIES_PG_RUNAS"] == ("postgres" if os.geteuid() == 0 else "")
+    runas = embedded_pg._pick_runas()
+    assert env["HORSIES_PG_RUNAS"] == (runas.name if runas else "")
     tmpdir = Path(env["HORSIES_PG_DATADIR"]).parent
     assert not psutil.pid_exists(report["pid"]) or _is_gone(psutil.Process(report["pid"]))
     _assert_cleaned_up(tmpdir, None)

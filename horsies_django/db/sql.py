@@ -131,9 +131,9 @@ WITH d AS (
     SELECT * FROM unnest(
         %s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[],
         %s::text[], %s::boolean[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-        %s::double precision[], %s::int[])
+        %s::double precision[], %s::int[], %s::uuid[])
     AS d(id, gen, new_status, outcome, result, error_code, failed_reason, error_message,
-         will_retry, traceback, started_at, finished_at, retry_delay_s, pid)
+         will_retry, traceback, started_at, finished_at, retry_delay_s, pid, worker_id)
 ),
 done AS (
     UPDATE horsies_task t
@@ -158,9 +158,19 @@ INSERT INTO horsies_task_attempt (
     task_id, attempt, outcome, will_retry, error_code, error_message, traceback, worker_id,
     pid, started_at, finished_at)
 SELECT d.id, done.prior_retries + 1, d.outcome, d.will_retry, d.error_code, d.error_message,
-    d.traceback, %s, d.pid, d.started_at, d.finished_at
+    d.traceback, d.worker_id, d.pid, d.started_at, d.finished_at
 FROM done JOIN d ON d.id = done.id
 RETURNING task_id
+"""
+
+# A claimed task whose good_until passed before user code started: EXPIRED, no attempt.
+EXPIRE_CLAIMS: Final = """
+UPDATE horsies_task t
+SET status = 'EXPIRED', error_code = 'TASK_EXPIRED', finished_at = now(),
+    failed_reason = 'good_until passed before the task started', claim_expires_at = NULL
+FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
+WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
+RETURNING t.id
 """
 
 # Put claimed tasks back to PENDING (user code never started), fenced by generation.
@@ -209,3 +219,72 @@ RETURNING id
 """
 
 SELECT_STATUS: Final = "SELECT status FROM horsies_task WHERE id = %s"
+
+# --------------------------------------------------------------------------- operator actions
+
+# Copy a finished (FAILED/CANCELLED/EXPIRED) task as a new PENDING task linked to the original.
+REENQUEUE_COPY: Final = """
+INSERT INTO horsies_task (
+    id, task_name, queue_name, priority, status, kwargs, sent_at, enqueued_at, good_until,
+    timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen, origin)
+SELECT %s, task_name, queue_name, priority, 'PENDING', kwargs, statement_timestamp(),
+    statement_timestamp(), NULL, timeout_ms, 0, max_retries, options,
+    encode(sha256(convert_to(%s || kwargs::text, 'UTF8')), 'hex'), 0, id
+FROM horsies_task
+WHERE id = %s AND status IN ('FAILED', 'CANCELLED', 'EXPIRED')
+RETURNING id, task_name
+"""
+
+# Make a PENDING task whose eligible time is in the future (a retry or a delay) eligible now.
+RUN_NOW: Final = """
+UPDATE horsies_task SET enqueued_at = now(),
+    next_retry_at = CASE WHEN next_retry_at IS NOT NULL THEN now() END
+WHERE id = %s AND status = 'PENDING' AND enqueued_at > now()
+RETURNING id
+"""
+
+# --------------------------------------------------------------------------- maintenance
+
+# Leadership of the maintenance services: a session lock, released if the leader dies.
+TRY_LEADERSHIP: Final = "SELECT pg_try_advisory_lock(%s)"
+
+# Workers whose heartbeat is older than the threshold are dead.
+MARK_STALE_WORKERS_DEAD: Final = """
+UPDATE horsies_worker SET state = 'DEAD'
+WHERE state IN ('RUNNING', 'STOPPING') AND heartbeat_at < now() - make_interval(secs => %s)
+RETURNING id
+"""
+
+_HOLDER_GONE: Final = """
+(t.claim_expires_at < now()
+ OR t.claimed_by IS NULL
+ OR EXISTS (SELECT 1 FROM horsies_worker w
+            WHERE w.id = t.claimed_by AND w.state IN ('DEAD', 'STOPPED')))
+"""
+
+# CLAIMED tasks whose holder is gone go back to PENDING (user code never started).
+REQUEUE_ORPHAN_CLAIMS: Final = f"""
+UPDATE horsies_task t
+SET status = 'PENDING', claimed_by = NULL, claim_expires_at = NULL
+WHERE t.status = 'CLAIMED' AND {_HOLDER_GONE}
+RETURNING t.id
+"""
+
+# RUNNING tasks whose holder is gone, locked for the rescuer to record as crashed.
+LOCK_ORPHAN_RUNS: Final = f"""
+SELECT t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.options::text,
+    t.good_until, t.timeout_ms, t.queue_name, t.claimed_by, t.started_at
+FROM horsies_task t
+WHERE t.status = 'RUNNING' AND {_HOLDER_GONE}
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+# PENDING tasks past good_until: EXPIRED without an attempt.
+EXPIRE_PENDING: Final = """
+UPDATE horsies_task
+SET status = 'EXPIRED', error_code = 'TASK_EXPIRED', finished_at = now(),
+    failed_reason = 'good_until passed before the task started'
+WHERE status = 'PENDING' AND good_until IS NOT NULL AND good_until <= now()
+RETURNING id
+"""

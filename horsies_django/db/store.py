@@ -94,7 +94,8 @@ def fetch_outcome(alias: str, task_id: str) -> Row | None:
     """(status, task_name, result_json, error_code, failed_reason) of a task, or None."""
     with connections[alias].cursor() as cur:
         cur.execute(sql.SELECT_OUTCOME, (task_id,))
-        return cur.fetchone()
+        row: Row | None = cur.fetchone()
+        return row
 
 
 def fetch_info(
@@ -102,7 +103,8 @@ def fetch_info(
 ) -> Row | None:
     with connections[alias].cursor() as cur:
         cur.execute(sql.SELECT_TASK_INFO, (include_result, include_failed_reason, task_id))
-        return cur.fetchone()
+        row: Row | None = cur.fetchone()
+        return row
 
 
 def fetch_attempts(alias: str, task_id: str) -> list[Row]:
@@ -235,14 +237,13 @@ class Finish:
     finished_at: datetime
     retry_delay_s: float | None
     pid: int | None
+    worker_id: uuid.UUID | None = None
 
 
-def finish(
-    conn: psycopg.Connection[Row], worker_id: uuid.UUID | None, outcomes: Sequence[Finish]
-) -> set[str]:
+def finish(conn: psycopg.Connection[Row], outcomes: Sequence[Finish]) -> set[str]:
     """Record outcomes in one statement; returns the ids actually recorded (others were fenced)."""
     cols = list(zip(*(_finish_row(f) for f in outcomes), strict=True))
-    rows = conn.execute(sql.FINISH, (*[list(c) for c in cols], worker_id)).fetchall()
+    rows = conn.execute(sql.FINISH, [list(c) for c in cols]).fetchall()
     return {str(r[0]) for r in rows}
 
 
@@ -262,7 +263,15 @@ def _finish_row(f: Finish) -> tuple[Any, ...]:
         f.finished_at,
         f.retry_delay_s,
         f.pid,
+        f.worker_id,
     )
+
+
+def expire_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
+    rows = conn.execute(
+        sql.EXPIRE_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def release_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
@@ -300,3 +309,62 @@ def heartbeat(
 
 def stop_worker(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> None:
     conn.execute(sql.STOP_WORKER, (worker_id,))
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+def reenqueue_copy(alias: str, task_id: str, new_id: str) -> tuple[str, str] | None:
+    """Insert a PENDING copy of a finished task; (new id, task name), or None if not eligible."""
+    with connections[alias].cursor() as cur:
+        cur.execute(sql.REENQUEUE_COPY, (new_id, new_id, task_id))
+        row = cur.fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def run_now(alias: str, task_id: str) -> bool:
+    with connections[alias].cursor() as cur:
+        cur.execute(sql.RUN_NOW, (task_id,))
+        return cur.fetchone() is not None
+
+
+def task_status(alias: str, task_id: str) -> str | None:
+    with connections[alias].cursor() as cur:
+        cur.execute(sql.SELECT_STATUS, (task_id,))
+        row = cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+def try_leadership(conn: psycopg.Connection[Row], key: int) -> bool:
+    row = conn.execute(sql.TRY_LEADERSHIP, (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def mark_stale_workers_dead(conn: psycopg.Connection[Row], stale_after_s: float) -> int:
+    return len(conn.execute(sql.MARK_STALE_WORKERS_DEAD, (stale_after_s,)).fetchall())
+
+
+def requeue_orphan_claims(conn: psycopg.Connection[Row]) -> int:
+    return len(conn.execute(sql.REQUEUE_ORPHAN_CLAIMS).fetchall())
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanRun:
+    claimed: Claimed
+    worker_id: uuid.UUID | None
+    started_at: datetime | None
+
+
+def lock_orphan_runs(conn: psycopg.Connection[Row], limit: int) -> list[OrphanRun]:
+    rows = conn.execute(sql.LOCK_ORPHAN_RUNS, (limit,)).fetchall()
+    return [
+        OrphanRun(Claimed(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]), r[9], r[10])
+        for r in rows
+    ]
+
+
+def expire_pending(conn: psycopg.Connection[Row]) -> int:
+    return len(conn.execute(sql.EXPIRE_PENDING).fetchall())

@@ -31,7 +31,9 @@ def retry_policy_of(claimed: Claimed) -> RetryPolicy | None:
     return None if not stored else RetryPolicy.model_validate(stored)
 
 
-def decide(claimed: Claimed, outcome: Outcome, pid: int | None) -> Finish:
+def decide(
+    claimed: Claimed, outcome: Outcome, pid: int | None, worker_id: uuid.UUID | None = None
+) -> Finish:
     """The transition an outcome leads to, with its retry decision."""
     status = TaskStatus.COMPLETED if outcome.ok else TaskStatus.FAILED
     will_retry, delay = False, None
@@ -54,6 +56,7 @@ def decide(claimed: Claimed, outcome: Outcome, pid: int | None) -> Finish:
         finished_at=outcome.finished_at,
         retry_delay_s=delay,
         pid=pid,
+        worker_id=worker_id,
     )
 
 
@@ -81,9 +84,16 @@ class Completer:
         self.finishes: list[Finish] = []
         self.started: list[Started] = []
         self.releases: list[Claimed] = []
+        self.expiries: list[Claimed] = []
 
-    def add(self, finish: Finish) -> None:
+    def add(self, claimed: Claimed, outcome: Outcome, pid: int | None) -> Finish:
+        finish = decide(claimed, outcome, pid, self.worker_id)
         self.finishes.append(finish)
+        return finish
+
+    def add_expiry(self, claimed: Claimed) -> None:
+        """A claim whose good_until passed before it started: it becomes EXPIRED."""
+        self.expiries.append(claimed)
 
     def add_started(self, started: Started) -> None:
         self.started.append(started)
@@ -94,23 +104,26 @@ class Completer:
 
     @property
     def pending(self) -> int:
-        return len(self.finishes) + len(self.started) + len(self.releases)
+        return len(self.finishes) + len(self.started) + len(self.releases) + len(self.expiries)
 
     def flush(self, conn: psycopg.Connection[Row]) -> Sequence[Finish]:
         """Write everything pending in one transaction; returns the finishes written.
 
         Raises psycopg errors (nothing is dropped: the batch is kept for the next try).
         """
-        finishes, started, releases = self.finishes, self.started, self.releases
-        if not (finishes or started or releases):
+        finishes, started = self.finishes, self.started
+        releases, expiries = self.releases, self.expiries
+        if not (finishes or started or releases or expiries):
             return []
         with conn.transaction():
             if started:
                 store.mark_running(conn, started)
             if releases:
                 store.release_claims(conn, [(c.task_id, c.claim_gen) for c in releases])
-            recorded = store.finish(conn, self.worker_id, finishes) if finishes else set()
-        self.finishes, self.started, self.releases = [], [], []
+            if expiries:
+                store.expire_claims(conn, [(c.task_id, c.claim_gen) for c in expiries])
+            recorded = store.finish(conn, finishes) if finishes else set()
+        self.finishes, self.started, self.releases, self.expiries = [], [], [], []
         for f in finishes:
             if f.task_id not in recorded:
                 logger.warning(

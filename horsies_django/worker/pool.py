@@ -6,6 +6,7 @@ crash, recycling), so a problem in one child never touches its siblings.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -101,7 +102,13 @@ class Pool:
         return [s for s in self.slots if s.job is not None]
 
     def dispatch(self, slot: Slot, claimed: Claimed) -> None:
-        job = Job(claimed.task_id, claimed.claim_gen, claimed.task_name, claimed.kwargs_json)
+        job = Job(
+            claimed.task_id,
+            claimed.claim_gen,
+            claimed.task_name,
+            claimed.kwargs_json,
+            None if claimed.good_until is None else claimed.good_until.timestamp(),
+        )
         slot.job = Running(claimed=claimed, dispatched_at=time.monotonic())
         slot.conn.send(job)
 
@@ -126,10 +133,8 @@ class Pool:
             self._ask_exit(slot)
 
     def _ask_exit(self, slot: Slot) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             slot.conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Ask every child to exit, then kill whatever is left."""

@@ -7,6 +7,7 @@ children can start right away. Outcomes are recorded in one transaction with the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -26,9 +27,11 @@ from horsies_django.db import sql, store
 from horsies_django.db.notify import open_listener, pending_notifications
 from horsies_django.db.store import Started
 from horsies_django.execution import Outcome, failure
+from horsies_django.maintenance import expirer, rescuer
+from horsies_django.maintenance.leader import Leadership
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
 from horsies_django.worker.claims import ClaimPlanner
-from horsies_django.worker.completer import Completer, decide
+from horsies_django.worker.completer import Completer
 from horsies_django.worker.pool import Pool, Slot
 
 logger = logging.getLogger("horsies_django.worker")
@@ -72,6 +75,8 @@ class Supervisor:
         self.next_poll = 0.0
         self.next_due: float | None = None
         self.next_heartbeat = 0.0
+        self.next_maintenance = 0.0
+        self.leadership = Leadership()
         self.next_reconnect = 0.0
         self.reconnect_backoff = 0.2
         self._signal_r, self._signal_w = os.pipe()
@@ -86,7 +91,10 @@ class Supervisor:
         self.pool = Pool(self.options.processes, self.options.settings_module)
         logger.info(
             "worker %s (%s) started: %d processes, queues %s",
-            self.name, self.worker_id, self.options.processes, ", ".join(self.planner.queue_names),
+            self.name,
+            self.worker_id,
+            self.options.processes,
+            ", ".join(self.planner.queue_names),
         )
         try:
             while not self._finished():
@@ -144,16 +152,12 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signals_seen += 1
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._signal_w, b"\0")
-        except OSError:
-            pass
 
     def _handle_signals(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.read(self._signal_r, 64)
-        except BlockingIOError:
-            pass
         if self.signals_seen >= 1 and not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + self.options.shutdown_timeout_s
@@ -168,8 +172,12 @@ class Supervisor:
         self.forced = True
         logger.warning("%s: killing children; their tasks are recorded as crashed", why)
         for slot in pool.busy_slots():
-            self._abandon(slot, OperationalErrorCode.WORKER_CRASHED, AttemptOutcome.CRASHED,
-                          f"worker stopped ({why}) while the task was running")
+            self._abandon(
+                slot,
+                OperationalErrorCode.WORKER_CRASHED,
+                AttemptOutcome.CRASHED,
+                f"worker stopped ({why}) while the task was running",
+            )
         pool.kill_all()
 
     # ------------------------------------------------------------------ the loop
@@ -192,6 +200,8 @@ class Supervisor:
             self._write(claim)
         if now >= self.next_heartbeat:
             self._heartbeat()
+        if now >= self.next_maintenance:
+            self._maintain()
         ready = wait(self._wait_objects(), timeout=max(0.0, self._next_wake() - time.monotonic()))
         for obj in ready:
             self._handle_ready(obj)
@@ -216,7 +226,7 @@ class Supervisor:
         now = time.monotonic()
         pool = self.pool
         assert pool is not None
-        wakes = [self.next_heartbeat]
+        wakes = [self.next_heartbeat, self.next_maintenance]
         if pool.idle_slots() and not self.stopping:
             wakes.append(self.next_poll)
             if self.next_due is not None:
@@ -287,7 +297,12 @@ class Supervisor:
             slot.extra["started_mono"] = time.monotonic()
         elif kind == "done" and slot.job is not None:
             outcome: Outcome = message[3]
-            self.completer.add(decide(slot.job.claimed, outcome, slot.pid))
+            finish = self.completer.add(slot.job.claimed, outcome, slot.pid)
+            if finish.will_retry and finish.retry_delay_s is not None:
+                self._due_in(finish.retry_delay_s)
+            self._job_over(slot)
+        elif kind == "expired" and slot.job is not None:
+            self.completer.add_expiry(slot.job.claimed)
             self._job_over(slot)
 
     def _job_over(self, slot: Slot) -> None:
@@ -315,10 +330,16 @@ class Supervisor:
             code = slot.process.exitcode
             logger.warning(
                 "child %s died (exit code %s) running task %s",
-                slot.pid, code, slot.job.claimed.task_id,
+                slot.pid,
+                code,
+                slot.job.claimed.task_id,
             )
-            self._abandon(slot, OperationalErrorCode.WORKER_CRASHED, AttemptOutcome.CRASHED,
-                          f"the child process died (exit code {code}) while running the task")
+            self._abandon(
+                slot,
+                OperationalErrorCode.WORKER_CRASHED,
+                AttemptOutcome.CRASHED,
+                f"the child process died (exit code {code}) while running the task",
+            )
         elif not slot.retiring and not self.stopping:
             logger.warning("child %s exited unexpectedly; replacing it", slot.pid)
         if self.stopping:
@@ -336,7 +357,14 @@ class Supervisor:
             self.completer.add_release(job.claimed)
             return
         result = failure(code, message, started_at=job.started_at, outcome=outcome)
-        self.completer.add(decide(job.claimed, result, slot.pid))
+        finish = self.completer.add(job.claimed, result, slot.pid)
+        if finish.will_retry and finish.retry_delay_s is not None:
+            self._due_in(finish.retry_delay_s)
+
+    def _due_in(self, seconds: float) -> None:
+        """Wake up to claim when a retry this worker scheduled becomes due."""
+        due = time.monotonic() + seconds
+        self.next_due = due if self.next_due is None else min(self.next_due, due)
 
     def _check_timeouts(self, now: float) -> None:
         pool = self.pool
@@ -348,10 +376,16 @@ class Supervisor:
             if timeout_ms and now - job.dispatched_at >= timeout_ms / 1000:
                 logger.warning(
                     "task %s exceeded timeout_ms=%d; killing child %s",
-                    job.claimed.task_id, timeout_ms, slot.pid,
+                    job.claimed.task_id,
+                    timeout_ms,
+                    slot.pid,
                 )
-                self._abandon(slot, OperationalErrorCode.TASK_TIMEOUT, AttemptOutcome.TIMED_OUT,
-                              f"task exceeded its timeout of {timeout_ms} ms")
+                self._abandon(
+                    slot,
+                    OperationalErrorCode.TASK_TIMEOUT,
+                    AttemptOutcome.TIMED_OUT,
+                    f"task exceeded its timeout of {timeout_ms} ms",
+                )
                 if self.stopping:
                     pool.kill(slot)
                 else:
@@ -422,11 +456,24 @@ class Supervisor:
         except DB_ERRORS as exc:
             self._db_lost(exc)
 
+    def _maintain(self) -> None:
+        """If this worker leads, run the rescuer and the expirer once."""
+        self.next_maintenance = time.monotonic() + self.settings.RESCUER_INTERVAL_MS / 1000
+        if self.db is None or self.stopping:
+            return
+        try:
+            if self.leadership.held_on(self.db):
+                rescuer.run_once(self.db, self.settings)
+                expirer.run_once(self.db)
+        except DB_ERRORS as exc:
+            self._db_lost(exc)
+
     def _db_lost(self, exc: BaseException) -> None:
         logger.warning("database connection lost (%s); reconnecting", exc)
         if self.db is not None:
             self.db.close()
         self.db = None
+        self.leadership.lost()
         self._drop_listener()
         self.next_reconnect = time.monotonic() + self.reconnect_backoff
 
@@ -442,6 +489,8 @@ class Supervisor:
         self.reconnect_backoff = 0.2
         self.claim_wanted = True
         self.next_heartbeat = 0.0
+        self.next_maintenance = 0.0
+        self.leadership = Leadership()
         self._open_listener()
 
     def _open_listener(self) -> None:
@@ -456,9 +505,7 @@ class Supervisor:
 
     def _drop_listener(self) -> None:
         if self.listener is not None:
-            try:
+            with contextlib.suppress(Exception):  # it may already be broken
                 self.listener.close()
-            except Exception:  # already broken
-                pass
         self.listener = None
         self.next_reconnect = time.monotonic() + self.reconnect_backoff

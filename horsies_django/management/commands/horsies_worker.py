@@ -51,7 +51,8 @@ def queue_list(value: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in value.split(",") if name.strip())
     if not names or any(not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", n) for n in names):
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a comma-separated list of queue names, e.g. --queues critical,default"
+            f"{value!r} is not a comma-separated list of queue names, "
+            "e.g. --queues critical,default"
         )
     return names
 
@@ -61,27 +62,40 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--processes", type=positive_int, default=os.cpu_count() or 1,
+            "--processes",
+            type=positive_int,
+            default=os.cpu_count() or 1,
             help="child processes, i.e. tasks run at once (default: CPU count)",
         )
         parser.add_argument(
-            "--queues", type=queue_list, default=None,
+            "--queues",
+            type=queue_list,
+            default=None,
             help="only claim from these comma-separated queues (default: all configured)",
         )
         parser.add_argument(
-            "--max-tasks-per-child", type=non_negative_int, default=0,
+            "--max-tasks-per-child",
+            type=non_negative_int,
+            default=0,
             help="replace a child after this many tasks (default 0: never)",
         )
         parser.add_argument(
-            "--max-memory-per-child", type=non_negative_int, default=0, metavar="MB",
+            "--max-memory-per-child",
+            type=non_negative_int,
+            default=0,
+            metavar="MB",
             help="replace a child whose resident memory exceeds this many MB (default 0: off)",
         )
         parser.add_argument(
-            "--worker-name", default=None,
+            "--worker-name",
+            default=None,
             help="a name shown in the admin and logs (default: hostname:pid)",
         )
         parser.add_argument(
-            "--shutdown-timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+            "--shutdown-timeout",
+            type=positive_seconds,
+            default=30.0,
+            metavar="SECONDS",
             help="on SIGTERM/SIGINT, how long running tasks may finish before being killed "
             "(default 30)",
         )

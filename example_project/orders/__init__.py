@@ -1,0 +1,1 @@
+"""Orders: the example app whose background work runs on horsies_django."""

@@ -1,0 +1,18 @@
+"""The expirer: PENDING tasks whose good_until has passed become EXPIRED (no attempt row)."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from horsies_django.db import store
+
+logger = logging.getLogger("horsies_django.maintenance")
+
+
+def run_once(conn: psycopg.Connection[store.Row]) -> int:
+    expired = store.expire_pending(conn)
+    if expired:
+        logger.info("expirer: %d task(s) passed good_until and expired", expired)
+    return expired

@@ -1,0 +1,66 @@
+"""The rescuer: recover tasks whose worker died or went silent.
+
+Stale workers are marked DEAD. Their CLAIMED tasks go back to PENDING (user code never ran);
+their RUNNING tasks get a WORKER_CRASHED attempt and retry if their policy lists it. Every
+write is fenced by the claim generation it read, so a worker that comes back cannot collide.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+import psycopg
+
+from horsies_django.conf import HorsiesSettings
+from horsies_django.db import store
+from horsies_django.execution import failure
+from horsies_django.types import AttemptOutcome, OperationalErrorCode
+from horsies_django.worker.completer import decide
+
+logger = logging.getLogger("horsies_django.maintenance")
+
+BATCH: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RescueCounts:
+    dead_workers: int = 0
+    requeued: int = 0
+    crashed: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.dead_workers or self.requeued or self.crashed)
+
+
+def run_once(conn: psycopg.Connection[store.Row], settings: HorsiesSettings) -> RescueCounts:
+    with conn.transaction():
+        dead = store.mark_stale_workers_dead(conn, settings.WORKER_STALE_AFTER_MS / 1000)
+        requeued = store.requeue_orphan_claims(conn)
+        crashed = _crash_orphan_runs(conn)
+    counts = RescueCounts(dead, requeued, crashed)
+    if counts:
+        logger.warning(
+            "rescuer: %d worker(s) marked dead, %d claim(s) requeued, %d run(s) recorded crashed",
+            dead,
+            requeued,
+            crashed,
+        )
+    return counts
+
+
+def _crash_orphan_runs(conn: psycopg.Connection[store.Row]) -> int:
+    orphans = store.lock_orphan_runs(conn, BATCH)
+    if not orphans:
+        return 0
+    finishes = []
+    for orphan in orphans:
+        outcome = failure(
+            OperationalErrorCode.WORKER_CRASHED,
+            "the worker running this task died or stopped renewing its lease",
+            started_at=orphan.started_at,
+            outcome=AttemptOutcome.CRASHED,
+        )
+        finishes.append(decide(orphan.claimed, outcome, None, orphan.worker_id))
+    return len(store.finish(conn, finishes))

@@ -1,0 +1,66 @@
+"""Operator actions shared by the admin and the public API: re-enqueue and run now.
+
+(Cancelling lives in `cancelling.py`.) Each action names the states it applies to and refuses
+anything else with an `Err` that says why, so a bulk action can report what it skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DatabaseError
+from uuid_utils.compat import uuid7
+
+from horsies_django.conf import horsies_settings
+from horsies_django.db import store
+from horsies_django.handles import TaskHandle
+from horsies_django.types import BrokerError, BrokerErrorCode, BrokerResult, Err, Ok
+
+REENQUEUABLE = ("FAILED", "CANCELLED", "EXPIRED")
+
+
+def _refused(task_id: str, status: str | None, what: str, allowed: str) -> Err[BrokerError]:
+    if status is None:
+        return Err(BrokerError(BrokerErrorCode.TASK_NOT_FOUND, f"no task with id {task_id}"))
+    return Err(
+        BrokerError(
+            BrokerErrorCode.INVALID_STATE,
+            f"task {task_id} is {status}: only {allowed} tasks can be {what}",
+        )
+    )
+
+
+def reenqueue(task_id: str) -> BrokerResult[TaskHandle[Any]]:
+    """Send a FAILED, CANCELLED or EXPIRED task again as a new task with the same arguments.
+
+    The new task records the original in `origin`; the original is left untouched.
+    """
+    alias = horsies_settings().DATABASE_ALIAS
+    try:
+        copied = store.reenqueue_copy(alias, str(task_id), str(uuid7()))
+        if copied is None:
+            status = store.task_status(alias, str(task_id))
+            return _refused(str(task_id), status, "re-enqueued", "/".join(REENQUEUABLE))
+    except DatabaseError as exc:
+        return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
+    new_id, task_name = copied
+    return Ok(TaskHandle(new_id, task_name))
+
+
+def run_now(task_id: str) -> BrokerResult[None]:
+    """Make a PENDING task that waits for a retry or a delay eligible right away."""
+    alias = horsies_settings().DATABASE_ALIAS
+    try:
+        if store.run_now(alias, str(task_id)):
+            return Ok(None)
+        status = store.task_status(alias, str(task_id))
+    except DatabaseError as exc:
+        return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
+    if status == "PENDING":
+        return Err(
+            BrokerError(
+                BrokerErrorCode.INVALID_STATE,
+                f"task {task_id} is already eligible to run: nothing to bring forward",
+            )
+        )
+    return _refused(str(task_id), status, "run now", "PENDING (waiting)")

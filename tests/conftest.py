@@ -1,0 +1,165 @@
+"""Shared fixtures: the real PostgreSQL from DATABASE_URL, and real worker processes.
+
+The suite runs against the database named by DATABASE_URL (a throwaway server started by
+`./dev test`): it is migrated once, and tests that need workers use transactional tests so
+that what they send is committed and visible to the worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE_S = 60.0
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker: Any) -> None:
+    """Use the throwaway database itself (workers connect to it too), migrated once."""
+    with django_db_blocker.unblock():
+        call_command("migrate", verbosity=0)
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        pytest.fail("DATABASE_URL is not set: run the suite with ./dev test")
+    return url
+
+
+def sql_value(query: str, *params: Any) -> Any:
+    """One value from a fresh autocommit connection (sees what other processes committed)."""
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        row = conn.execute(query, params).fetchone()
+        return None if row is None else row[0]
+
+
+def sql_rows(query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        return list(conn.execute(query, params).fetchall())
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout_s: float = DEADLINE_S, what: str = "condition"
+) -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.02)  # polling interval of a bounded wait, not a synchronisation sleep
+
+
+@dataclass
+class WorkerProcess:
+    """A `manage.py horsies_worker` subprocess."""
+
+    proc: subprocess.Popen[str]
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def worker_id(self) -> str | None:
+        value = sql_value(
+            "SELECT id::text FROM horsies_worker WHERE pid = %s ORDER BY started_at DESC LIMIT 1",
+            self.pid,
+        )
+        return str(value) if value else None
+
+    def wait_ready(self, timeout_s: float = DEADLINE_S) -> None:
+        """Until the worker is registered and every child has reported ready."""
+        wait_until(
+            lambda: self.proc.poll() is not None or "started:" in self.log(),
+            timeout_s=timeout_s,
+            what="worker start",
+        )
+        if self.proc.poll() is not None:
+            pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+
+    def child_pids(self) -> list[int]:
+        import psutil
+
+        children = psutil.Process(self.pid).children()
+        return [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout_s: float = DEADLINE_S) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start a worker subprocess with extra CLI args; all are stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        cmd = [
+            sys.executable, "-m", "django", "horsies_worker",
+            "--settings", os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+            "--processes", "2", *args,
+        ]
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                start_new_session=True,
+            )
+        worker = WorkerProcess(proc, log_path, list(args))
+        started.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+        worker.kill()
+
+
+@pytest.fixture
+def clean_tables(transactional_db: None) -> Iterator[None]:
+    """A transactional test with empty horsies tables (committed data is visible to workers)."""
+    _truncate()
+    yield
+    _truncate()
+
+
+def _truncate() -> None:
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE horsies_task_attempt, horsies_task, horsies_worker")

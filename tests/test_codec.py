@@ -1,0 +1,185 @@
+"""Strict JSON for arguments and results, and typed envelopes that workers rehydrate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.db import connection
+from pydantic import BaseModel
+
+from horsies_django import TaskError, TaskResult, app, codec
+from horsies_django.exceptions import EncodingError
+from tests.testapp.tasks import Order, Point
+
+
+class Line(BaseModel):
+    sku: str
+    qty: int
+    price: float
+
+
+class Basket(BaseModel):
+    lines: list[Line]
+    placed_at: datetime
+
+
+@dataclasses.dataclass
+class Stamp:
+    at: datetime
+    note: str
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "fragment"),
+    [
+        (float("nan"), "v", "NaN or infinity"),
+        (float("inf"), "v", "NaN or infinity"),
+        ([1.0, float("-inf")], "v[1]", "NaN or infinity"),
+        ({"a": {"b": float("nan")}}, "v.a.b", "NaN or infinity"),
+        ("a\x00b", "v", "NUL character"),
+        (["ok", "\ud800"], "v[1]", "lone surrogate"),
+        ({"k\x00": 1}, "v key", "NUL character"),
+        ({"\udfff": 1}, "v key", "lone surrogate"),
+        (Line(sku="x", qty=1, price=float("nan")), "v.price", "NaN or infinity"),
+        (Line(sku="x\x00", qty=1, price=1.0), "v.sku", "NUL character"),
+        (Stamp(at=datetime(2024, 1, 1, tzinfo=UTC), note="\ud83d"), "v.note", "lone surrogate"),
+    ],
+)
+def test_refuses_what_postgresql_cannot_store(value: Any, path: str, fragment: str) -> None:
+    with pytest.raises(EncodingError, match=fragment) as info:
+        codec.encode(value, "v")
+    assert info.value.path == path
+    assert str(info.value).startswith(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (object(), "object, which is not JSON"),
+        ({1, 2}, "set, which is not JSON"),
+        (datetime(2024, 1, 1), "datetime, which is not JSON"),
+        (b"bytes", "bytes, which is not JSON"),
+        ({1: "a"}, "non-string key 1"),
+        ({codec.TYPE_KEY: "x"}, "reserved key"),
+    ],
+)
+def test_refuses_values_that_are_not_json(value: Any, fragment: str) -> None:
+    with pytest.raises(EncodingError, match=fragment) as info:
+        codec.encode({"inner": value}, "arg")
+    assert info.value.path == "arg.inner"
+
+
+def test_dumps_refuses_nan_even_if_encode_was_skipped() -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        codec.dumps({"x": float("nan")})
+
+
+def test_local_and_main_classes_are_refused_with_a_fix() -> None:
+    class Local(BaseModel):
+        a: int
+
+    with pytest.raises(EncodingError, match="define it at module level") as info:
+        codec.encode({"m": Local(a=1)}, "arg")
+    assert info.value.path == "arg.m"
+    Main = type("Main", (BaseModel,), {"__annotations__": {"a": int}, "__module__": "__main__"})
+    with pytest.raises(EncodingError, match="defined in __main__"):
+        codec.encode(Main(a=1), "arg")
+
+
+@pytest.mark.django_db
+def test_accepted_values_round_trip_through_jsonb_unchanged() -> None:
+    value = {
+        "text": "naïve 🐎 \u2028 \"quoted\" \\ back",
+        "big": 2**70,
+        "neg": -1.5e-300,
+        "nested": [None, True, False, [], {}, {"k": [1, "2"]}],
+        "tuple": (1, 2),
+    }
+    text = codec.dumps(codec.encode(value, "v"))
+    with connection.cursor() as cur:
+        cur.execute("SELECT %s::jsonb::text", [text])
+        stored = cur.fetchone()[0]
+    assert json.loads(stored) == {**value, "tuple": [1, 2]}
+
+
+def test_models_and_dataclasses_travel_in_envelopes() -> None:
+    encoded = codec.encode({"order": Order(order_id=7, items=["a"]), "p": Point(1, 2)}, "kw")
+    assert encoded["order"] == {
+        codec.TYPE_KEY: "tests.testapp.tasks:Order",
+        codec.DATA_KEY: {"order_id": 7, "items": ["a"]},
+    }
+    assert encoded["p"][codec.TYPE_KEY] == "tests.testapp.tasks:Point"
+    # Survives text: what the worker reads back is plain JSON.
+    decoded = codec.decode(codec.loads(codec.dumps(encoded)))
+    assert decoded == {"order": Order(order_id=7, items=["a"]), "p": Point(1, 2)}
+
+
+def test_worker_rehydrates_to_the_declared_parameter_types() -> None:
+    """The same path the worker takes: stored JSON -> each parameter's declared type."""
+    order_task, move_task = app.get("tests.total_order"), app.get("tests.move")
+    assert order_task is not None and move_task is not None
+    stored = codec.loads(codec.dumps(codec.encode(Order(order_id=1, items=["x"]), "order")))
+    order = codec.rehydrate(stored, order_task.params["order"].adapter)
+    assert isinstance(order, Order) and order == Order(order_id=1, items=["x"])
+    # A plain dict sent for a model parameter is validated into the model too.
+    from_dict = codec.rehydrate({"order_id": 2, "items": []}, order_task.params["order"].adapter)
+    assert isinstance(from_dict, Order)
+    point = codec.rehydrate(
+        codec.loads(codec.dumps(codec.encode(Point(3, 4), "point"))),
+        move_task.params["point"].adapter,
+    )
+    assert isinstance(point, Point) and point == Point(3, 4)
+
+
+def test_nested_models_and_non_json_fields_rehydrate() -> None:
+    basket = Basket(
+        lines=[Line(sku="a", qty=2, price=1.25)], placed_at=datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
+    )
+    stamp = Stamp(at=datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC), note="n")
+    text = codec.dumps(codec.encode({"items": [basket, stamp]}, "kw"))
+    items = codec.rehydrate(codec.loads(text)["items"], codec.adapter_for(list[Basket | Stamp]))
+    assert items == [basket, stamp]
+    assert isinstance(items[0].placed_at, datetime) and isinstance(items[1], Stamp)
+
+
+def test_results_round_trip() -> None:
+    ok = TaskResult[Order, TaskError](ok=Order(order_id=5, items=[]))
+    back = codec.decode_result(codec.encode_result(ok), codec.adapter_for(Order))
+    assert back == ok and isinstance(back.ok_value, Order)
+    none: TaskResult[None, TaskError] = TaskResult(ok=None)
+    assert codec.decode_result(codec.encode_result(none), None) == none
+    err: TaskResult[int, TaskError] = TaskResult(err=TaskError(error_code="BAD", data=[1]))
+    assert codec.decode_result(codec.encode_result(err), None) == err
+    with pytest.raises(EncodingError, match="NaN"):
+        codec.encode_result(TaskResult(ok=float("nan")))
+    with pytest.raises(ValueError, match="unknown shape"):
+        codec.decode_result('{"ok": 1, "err": 2}', None)
+
+
+def test_enqueue_sha_covers_every_stored_field() -> None:
+    fields: dict[str, Any] = {
+        "task_id": "0190-1",
+        "task_name": "t",
+        "queue_name": "default",
+        "priority": 50,
+        "kwargs_json": '{"a":1}',
+        "delay_seconds": None,
+        "good_until": None,
+    }
+    base = codec.enqueue_sha(**fields)
+    assert base == codec.enqueue_sha(**fields)
+    changes: dict[str, Any] = {
+        "task_id": "0190-2",
+        "task_name": "u",
+        "queue_name": "other",
+        "priority": 51,
+        "kwargs_json": '{"a":2}',
+        "delay_seconds": 0.0,
+        "good_until": datetime(2030, 1, 1, tzinfo=UTC),
+    }
+    for key, value in changes.items():
+        assert codec.enqueue_sha(**{**fields, key: value}) != base, key
