@@ -7,6 +7,7 @@ it was started in if it outlives the grace period.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -138,10 +139,8 @@ class WorkerGroup:
             time.sleep(0.1)
         if _group_alive(pgid):
             self.needed_kill = True
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _group_alive(pgid: int) -> bool:

@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-samples", type=int, default=300, help="round trips (300)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed round trips first (20)")
     parser.add_argument("--bulk-chunk", type=int, default=1000, help="send_many size (1000)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: n=1000, 1 repeat, 50 samples")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: n=1000, 1 repeat, 50 samples"
+    )
     parser.add_argument("--big", action="store_true", help=f"add a {BIG_N:,}-task backlog drain")
     parser.add_argument("--only", choices=["horsies_django", "raw_sql"], help="one system only")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         systems = [s for s in systems if s.name == args.only]
     mon = Monitor(url)
     started = time.time()
+    source = environment.source_fingerprint(REPO_ROOT)
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     big: dict[str, dict[str, Any]] = {}
     try:
@@ -128,10 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         "machine": environment.machine(),
         "postgres": pg_settings,
         "packages": environment.packages(),
+        "source": source,
         "runs": runs,
         "big": big,
         "summary": summary,
     }
+    m, pg = result["machine"], result["postgres"]
+    print(
+        f"\nmachine: {m['nproc']} CPU ({m['cpu_model']}), {m['mem_total']} RAM, load "
+        f"{', '.join(f'{x:.1f}' for x in m['loadavg'])}; {pg['version'].split(' on ')[0]} "
+        f"(fsync={pg['fsync']}, shared_buffers={pg['shared_buffers']}); horsies_django "
+        f"{source['git_commit']} sources {source['sources_sha1']}"
+    )
     print(report.render(summary, args))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{result['timestamp_utc']}.json"

@@ -49,7 +49,6 @@ class HorsiesSettings(BaseModel):
     WORKER_STALE_AFTER_MS: Annotated[int, Field(ge=1_000)] = 30_000
     RESCUER_INTERVAL_MS: Annotated[int, Field(ge=100)] = 10_000
     POLL_INTERVAL_MS: Annotated[int, Field(ge=50)] = 5_000
-    RUNNING_MARK_DELAY_MS: Annotated[int, Field(ge=0)] = 50
     EAGER: bool = False
 
     @model_validator(mode="after")

@@ -1,5 +1,8 @@
 """Settings for horsies_django's own test suite (DATABASE_URL points at a throwaway server)."""
 
+import json
+import os
+
 import environ
 
 env = environ.Env()
@@ -46,6 +49,8 @@ HORSIES = {
     "POLL_INTERVAL_MS": 1_000,
     "RESCUER_INTERVAL_MS": 500,
 }
+# Worker subprocesses started by tests can be given other HORSIES values through this variable.
+HORSIES.update(json.loads(os.environ.get("HORSIES_TEST_OVERRIDES", "{}")))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

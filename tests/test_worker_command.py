@@ -9,11 +9,12 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import override_settings
 
-from horsies_django import app
+from horsies_django import TaskHandle, app
 from tests.conftest import WorkerProcess, sql_rows, sql_value, wait_until
 from tests.testapp.tasks import add, boom, noop
 from tests.worker_helpers import (
@@ -21,6 +22,7 @@ from tests.worker_helpers import (
     child_processes,
     configured_workers,
     run_worker_command,
+    sql_script,
     tcp_ports,
 )
 
@@ -104,7 +106,11 @@ def test_children_never_write_task_rows(start_worker: Callable[..., WorkerProces
     install_write_probe()
     try:
         worker = start_worker("--processes", "2")
-        handles = [add.send(a=1, b=2).ok_value, boom.send().ok_value, noop.send().ok_value]
+        handles: list[TaskHandle[Any]] = [
+            add.send(a=1, b=2).ok_value,
+            boom.send().ok_value,
+            noop.send().ok_value,
+        ]
         for handle in handles:
             handle.get(timeout_ms=30_000)
         parent_ports = tcp_ports(worker.pid)
@@ -121,7 +127,7 @@ def test_children_never_write_task_rows(start_worker: Callable[..., WorkerProces
 
 
 def install_write_probe() -> None:
-    sql_value(
+    sql_script(
         """
         CREATE TABLE h8_write_probe (tbl text, op text, port int);
         CREATE FUNCTION h8_probe() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -133,19 +139,17 @@ def install_write_probe() -> None:
             FOR EACH ROW EXECUTE FUNCTION h8_probe();
         CREATE TRIGGER h8_probe_attempt AFTER INSERT OR UPDATE ON horsies_task_attempt
             FOR EACH ROW EXECUTE FUNCTION h8_probe();
-        SELECT 1
         """
     )
 
 
 def remove_write_probe() -> None:
-    sql_value(
+    sql_script(
         """
         DROP TRIGGER IF EXISTS h8_probe_task ON horsies_task;
         DROP TRIGGER IF EXISTS h8_probe_attempt ON horsies_task_attempt;
         DROP FUNCTION IF EXISTS h8_probe();
         DROP TABLE IF EXISTS h8_write_probe;
-        SELECT 1
         """
     )
 
@@ -167,7 +171,7 @@ def test_max_tasks_per_child_replaces_the_child(
 
 # --------------------------------------------------------------------------- queues
 
-QUEUE_TASKS = '''
+QUEUE_TASKS = """
 from horsies_django import TaskError, TaskResult, app
 
 
@@ -179,7 +183,7 @@ def in_a() -> TaskResult[str, TaskError]:
 @app.task("qtests.in_b", queue_name="b")
 def in_b() -> TaskResult[str, TaskError]:
     return TaskResult(ok="b")
-'''
+"""
 
 CUSTOM_QUEUES = {
     "QUEUE_MODE": "CUSTOM",
@@ -192,9 +196,7 @@ def test_queues_option_limits_what_the_worker_claims(
 ) -> None:
     (tmp_path / "h8_queue_tasks.py").write_text(QUEUE_TASKS)
     worker = configured({**CUSTOM_QUEUES, "TASK_MODULES": ["h8_queue_tasks"]}, "--queues", "b")
-    assert sql_value("SELECT queues FROM horsies_worker WHERE id = %s", worker.worker_id()) == [
-        "b"
-    ]
+    assert sql_value("SELECT queues FROM horsies_worker WHERE id = %s", worker.worker_id()) == ["b"]
     sys.path.insert(0, str(tmp_path))
     try:
         with override_settings(HORSIES=CUSTOM_QUEUES):
@@ -209,7 +211,9 @@ def test_queues_option_limits_what_the_worker_claims(
         sys.modules.pop("h8_queue_tasks", None)
         app.unregister("qtests.in_a")
         app.unregister("qtests.in_b")
-    assert sql_rows(
-        "SELECT status, claimed_by FROM horsies_task WHERE id = %s", in_a.task_id
-    ) == [("PENDING", None)]
-    assert sql_value("SELECT count(*) FROM horsies_task_attempt WHERE task_id = %s", in_a.task_id) == 0
+    assert sql_rows("SELECT status, claimed_by FROM horsies_task WHERE id = %s", in_a.task_id) == [
+        ("PENDING", None)
+    ]
+    assert (
+        sql_value("SELECT count(*) FROM horsies_task_attempt WHERE task_id = %s", in_a.task_id) == 0
+    )

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 
-from tests.conftest import ROOT, WorkerProcess, sql_rows
+from tests.conftest import ROOT, WorkerProcess, database_url, sql_rows
 
 TASK_MODULES = ("tests.testapp.tasks", "tests.testapp.worker_tasks")
 
@@ -51,7 +52,12 @@ def configured_workers(tmp_path: Path) -> Iterator[StartWorker]:
         log_path = tmp_path / f"configured-worker-{index}.log"
         with log_path.open("w") as log:
             proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
                 start_new_session=True,
             )
         worker = WorkerProcess(proc, log_path, list(args))
@@ -69,7 +75,13 @@ def configured_workers(tmp_path: Path) -> Iterator[StartWorker]:
 def run_worker_command(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run `horsies_worker` with `args` to completion (for arguments that must be refused)."""
     cmd = [
-        sys.executable, "-m", "django", "horsies_worker", "--settings", "tests.settings", *args,
+        sys.executable,
+        "-m",
+        "django",
+        "horsies_worker",
+        "--settings",
+        "tests.settings",
+        *args,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
@@ -99,3 +111,9 @@ def child_processes(worker: WorkerProcess) -> list[psutil.Process]:
         for child in psutil.Process(worker.pid).children()
         if "resource_tracker" not in " ".join(child.cmdline())
     ]
+
+
+def sql_script(script: str) -> None:
+    """Run several statements (no parameters) on a fresh autocommit connection."""
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        conn.execute(script.encode())

@@ -1,1 +1,1 @@
-"""The horsies_django example project: a shop that validates and processes orders in the background."""
+"""The horsies_django example project: a shop whose orders are handled in the background."""

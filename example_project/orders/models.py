@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models, transaction
 
 
@@ -10,6 +12,8 @@ class DemoCounter(models.Model):
 
     key = models.CharField(max_length=200, unique=True)
     count = models.PositiveIntegerField(default=0)
+
+    objects: ClassVar[models.Manager[DemoCounter]] = models.Manager()
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count}"
@@ -21,4 +25,4 @@ class DemoCounter(models.Model):
             counter, _ = cls.objects.select_for_update().get_or_create(key=key)
             counter.count += 1
             counter.save(update_fields=["count"])
-        return counter.count
+        return int(counter.count)

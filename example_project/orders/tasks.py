@@ -69,7 +69,9 @@ def generate_invoice(*, order_id: int) -> TaskResult[str, TaskError]:
     queue_name="standard",
     retry_policy=RetryPolicy.fixed([1, 1], auto_retry_for=["TEMPORARY_OUTAGE"], jitter=False),
 )
-def notify_warehouse(*, order_id: int, run_key: str, fail_times: int = 2) -> TaskResult[str, TaskError]:
+def notify_warehouse(
+    *, order_id: int, run_key: str, fail_times: int = 2
+) -> TaskResult[str, TaskError]:
     """Flaky: the first `fail_times` calls for `run_key` fail with a retryable code.
 
     A task cannot see its attempt number, so the calls are counted in the database

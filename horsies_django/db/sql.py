@@ -116,13 +116,19 @@ LOCK_CAPS: Final = "SELECT pg_advisory_xact_lock(%s)"
 
 # --------------------------------------------------------------------------- running
 
-# Mark claimed tasks whose user code has started as RUNNING (fenced by generation).
-MARK_RUNNING: Final = """
+# Start claimed tasks: CLAIMED -> RUNNING just before dispatch. A task cancelled since the
+# claim is not returned, so it is never handed to a child.
+START_CLAIMS: Final = """
 UPDATE horsies_task t
-SET status = 'RUNNING', started_at = d.started_at
-FROM unnest(%s::uuid[], %s::bigint[], %s::timestamptz[]) AS d(id, gen, started_at)
+SET status = 'RUNNING', started_at = now()
+FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
 WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
+RETURNING t.id
 """
+
+# The RUNNING mark may be lost in a server crash (the rescuer then requeues the CLAIMED
+# task): it need not wait for the WAL flush, only be visible to concurrent cancels.
+ASYNC_COMMIT: Final = "SET LOCAL synchronous_commit TO OFF"
 
 # Record a batch of outcomes: transition each still-fenced row and append its attempt.
 # A row whose status or generation moved on is skipped, so applying a batch twice is a no-op.
@@ -163,22 +169,12 @@ FROM done JOIN d ON d.id = done.id
 RETURNING task_id
 """
 
-# A claimed task whose good_until passed before user code started: EXPIRED, no attempt.
-EXPIRE_CLAIMS: Final = """
-UPDATE horsies_task t
-SET status = 'EXPIRED', error_code = 'TASK_EXPIRED', finished_at = now(),
-    failed_reason = 'good_until passed before the task started', claim_expires_at = NULL
-FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
-WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
-RETURNING t.id
-"""
-
-# Put claimed tasks back to PENDING (user code never started), fenced by generation.
+# Put tasks whose user code never started back to PENDING, fenced by generation.
 RELEASE_CLAIMS: Final = """
 UPDATE horsies_task t
-SET status = 'PENDING', claimed_by = NULL, claim_expires_at = NULL
+SET status = 'PENDING', claimed_by = NULL, claim_expires_at = NULL, started_at = NULL
 FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
-WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
+WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status IN ('CLAIMED', 'RUNNING')
 RETURNING t.id
 """
 

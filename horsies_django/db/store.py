@@ -201,22 +201,14 @@ def next_due_seconds(conn: psycopg.Connection[Row], queues: Sequence[str]) -> fl
     return None if row is None or row[0] is None else float(row[0])
 
 
-@dataclass(frozen=True, slots=True)
-class Started:
-    task_id: str
-    claim_gen: int
-    started_at: datetime
-
-
-def mark_running(conn: psycopg.Connection[Row], started: Sequence[Started]) -> None:
-    conn.execute(
-        sql.MARK_RUNNING,
-        (
-            [s.task_id for s in started],
-            [s.claim_gen for s in started],
-            [s.started_at for s in started],
-        ),
-    )
+def start_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
+    """CLAIMED -> RUNNING for these (id, generation) pairs; returns the ids that were started."""
+    with conn.transaction():
+        conn.execute(sql.ASYNC_COMMIT)
+        rows = conn.execute(
+            sql.START_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
+        ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,13 +257,6 @@ def _finish_row(f: Finish) -> tuple[Any, ...]:
         f.pid,
         f.worker_id,
     )
-
-
-def expire_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
-    rows = conn.execute(
-        sql.EXPIRE_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
-    ).fetchall()
-    return {str(r[0]) for r in rows}
 
 
 def release_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -21,11 +20,10 @@ class Job:
     claim_gen: int
     task_name: str
     kwargs_json: str
-    good_until_ts: float | None = None
 
 
 # Messages child -> parent: ("ready", pid) | ("started", task_id, gen, datetime)
-#                           | ("done", task_id, gen, Outcome) | ("expired", task_id, gen)
+#                           | ("done", task_id, gen, Outcome)
 
 
 def child_main(conn: Connection, settings_module: str | None) -> None:
@@ -48,9 +46,6 @@ def child_main(conn: Connection, settings_module: str | None) -> None:
             return
         if job is None:
             return
-        if job.good_until_ts is not None and time.time() >= job.good_until_ts:
-            conn.send(("expired", job.task_id, job.claim_gen))
-            continue
         conn.send(("started", job.task_id, job.claim_gen, now()))
         outcome: Outcome = run_task(app.get(job.task_name), job.task_name, job.kwargs_json)
         _close_django_connections()

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from horsies_django.db import store
-from horsies_django.db.store import Claimed, Finish, Row, Started
+from horsies_django.db.store import Claimed, Finish, Row
 from horsies_django.execution import Outcome
 from horsies_django.retry import RetryPolicy
 from horsies_django.types import TaskStatus
@@ -77,26 +77,18 @@ def _after(base: datetime, delay_s: float, deadline: datetime) -> bool:
 
 
 class Completer:
-    """Pending outcomes and RUNNING marks, written in batches by `flush()`."""
+    """Pending outcomes and released claims, written in batches by `flush()`."""
 
     def __init__(self, worker_id: uuid.UUID) -> None:
         self.worker_id = worker_id
         self.finishes: list[Finish] = []
-        self.started: list[Started] = []
         self.releases: list[Claimed] = []
-        self.expiries: list[Claimed] = []
 
     def add(self, claimed: Claimed, outcome: Outcome, pid: int | None) -> Finish:
         finish = decide(claimed, outcome, pid, self.worker_id)
         self.finishes.append(finish)
         return finish
 
-    def add_expiry(self, claimed: Claimed) -> None:
-        """A claim whose good_until passed before it started: it becomes EXPIRED."""
-        self.expiries.append(claimed)
-
-    def add_started(self, started: Started) -> None:
-        self.started.append(started)
 
     def add_release(self, claimed: Claimed) -> None:
         """Hand back a claim whose user code never started (it goes back to PENDING)."""
@@ -104,26 +96,21 @@ class Completer:
 
     @property
     def pending(self) -> int:
-        return len(self.finishes) + len(self.started) + len(self.releases) + len(self.expiries)
+        return len(self.finishes) + len(self.releases)
 
     def flush(self, conn: psycopg.Connection[Row]) -> Sequence[Finish]:
         """Write everything pending in one transaction; returns the finishes written.
 
         Raises psycopg errors (nothing is dropped: the batch is kept for the next try).
         """
-        finishes, started = self.finishes, self.started
-        releases, expiries = self.releases, self.expiries
-        if not (finishes or started or releases or expiries):
+        finishes, releases = self.finishes, self.releases
+        if not (finishes or releases):
             return []
         with conn.transaction():
-            if started:
-                store.mark_running(conn, started)
             if releases:
                 store.release_claims(conn, [(c.task_id, c.claim_gen) for c in releases])
-            if expiries:
-                store.expire_claims(conn, [(c.task_id, c.claim_gen) for c in expiries])
             recorded = store.finish(conn, finishes) if finishes else set()
-        self.finishes, self.started, self.releases, self.expiries = [], [], [], []
+        self.finishes, self.releases = [], []
         for f in finishes:
             if f.task_id not in recorded:
                 logger.warning(

@@ -33,7 +33,6 @@ class Running:
     claimed: Claimed
     dispatched_at: float
     started_at: Any = None  # datetime once the child reported `started`
-    running_marked: bool = False
 
 
 @dataclass(slots=True)
@@ -102,13 +101,7 @@ class Pool:
         return [s for s in self.slots if s.job is not None]
 
     def dispatch(self, slot: Slot, claimed: Claimed) -> None:
-        job = Job(
-            claimed.task_id,
-            claimed.claim_gen,
-            claimed.task_name,
-            claimed.kwargs_json,
-            None if claimed.good_until is None else claimed.good_until.timestamp(),
-        )
+        job = Job(claimed.task_id, claimed.claim_gen, claimed.task_name, claimed.kwargs_json)
         slot.job = Running(claimed=claimed, dispatched_at=time.monotonic())
         slot.conn.send(job)
 

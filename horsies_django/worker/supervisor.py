@@ -25,7 +25,6 @@ from uuid_utils.compat import uuid7
 from horsies_django.conf import HorsiesSettings, horsies_settings
 from horsies_django.db import sql, store
 from horsies_django.db.notify import open_listener, pending_notifications
-from horsies_django.db.store import Started
 from horsies_django.execution import Outcome, failure
 from horsies_django.maintenance import expirer, rescuer
 from horsies_django.maintenance.leader import Leadership
@@ -190,7 +189,6 @@ class Supervisor:
         if self.stopping and not self.forced and self.stop_deadline and now >= self.stop_deadline:
             self._force_stop("shutdown timeout")
         self._check_timeouts(now)
-        self._queue_running_marks(now)
         if self.db is None and now >= self.next_reconnect:
             self._reconnect()
         if self.listener is None and self.db is not None and now >= self.next_reconnect:
@@ -240,15 +238,9 @@ class Supervisor:
             assert job is not None
             if job.claimed.timeout_ms:
                 wakes.append(job.dispatched_at + job.claimed.timeout_ms / 1000)
-            if job.started_at is not None and not job.running_marked:
-                wakes.append(slot.extra.get("started_mono", now) + self._mark_delay_s)
         if self.completer.pending and self.db is None:
             wakes.append(self.next_reconnect)
         return max(now, min(wakes))
-
-    @property
-    def _mark_delay_s(self) -> float:
-        return self.settings.RUNNING_MARK_DELAY_MS / 1000
 
     # ------------------------------------------------------------------ events
 
@@ -294,15 +286,11 @@ class Supervisor:
             self.claim_wanted = True
         elif kind == "started" and slot.job is not None:
             slot.job.started_at = message[3]
-            slot.extra["started_mono"] = time.monotonic()
         elif kind == "done" and slot.job is not None:
             outcome: Outcome = message[3]
             finish = self.completer.add(slot.job.claimed, outcome, slot.pid)
             if finish.will_retry and finish.retry_delay_s is not None:
                 self._due_in(finish.retry_delay_s)
-            self._job_over(slot)
-        elif kind == "expired" and slot.job is not None:
-            self.completer.add_expiry(slot.job.claimed)
             self._job_over(slot)
 
     def _job_over(self, slot: Slot) -> None:
@@ -391,20 +379,6 @@ class Supervisor:
                 else:
                     pool.replace(slot)
 
-    def _queue_running_marks(self, now: float) -> None:
-        pool = self.pool
-        assert pool is not None
-        for slot in pool.busy_slots():
-            job = slot.job
-            assert job is not None
-            if job.started_at is None or job.running_marked:
-                continue
-            if now - slot.extra.get("started_mono", now) >= self._mark_delay_s:
-                job.running_marked = True
-                self.completer.add_started(
-                    Started(job.claimed.task_id, job.claimed.claim_gen, job.started_at)
-                )
-
     # ------------------------------------------------------------------ database
 
     def _write(self, claim: bool) -> None:
@@ -432,8 +406,15 @@ class Supervisor:
         self.claim_wanted = False
         self.next_poll = now + self.settings.POLL_INTERVAL_MS / 1000
         self.backlog = len(claimed) >= len(idle)
-        for slot, task in zip(idle, claimed, strict=False):
-            pool.dispatch(slot, task)
+        if claimed:
+            try:
+                started = store.start_claims(db, [(c.task_id, c.claim_gen) for c in claimed])
+            except DB_ERRORS as exc:
+                self._db_lost(exc)  # still CLAIMED: the rescuer requeues them if we don't return
+                return
+            runnable = [c for c in claimed if c.task_id in started]
+            for slot, task in zip(idle, runnable, strict=False):
+                pool.dispatch(slot, task)
         if not self.backlog:
             try:
                 due = store.next_due_seconds(db, self.planner.queue_names)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from horsies_django import JsonValue, TaskError, TaskResult, app
+from horsies_django import JsonValue, RetryPolicy, TaskError, TaskResult, app
 
 
 class Order(BaseModel):
@@ -79,3 +79,92 @@ def record(*, path: str, token: str) -> TaskResult[str, TaskError]:
     with open(path, "a") as fh:
         fh.write(token + "\n")
     return TaskResult(ok=token)
+
+
+def _bump(path: str) -> int:
+    """Count calls across processes with a file (one line per call)."""
+    with open(path, "a+") as fh:
+        fh.write("x\n")
+        fh.seek(0)
+        return len(fh.read().splitlines())
+
+
+@app.task(
+    "tests.flaky",
+    retry_policy=RetryPolicy.fixed([1, 1, 1], auto_retry_for=["TIMEOUT"], jitter=False),
+)
+def flaky(*, counter: str, failures: int) -> TaskResult[int, TaskError]:
+    """Fails with TIMEOUT `failures` times, then succeeds with the call number."""
+    calls = _bump(counter)
+    if calls <= failures:
+        return TaskResult(err=TaskError(error_code="TIMEOUT", message=f"call {calls} timed out"))
+    return TaskResult(ok=calls)
+
+
+@app.task(
+    "tests.mapped",
+    retry_policy=RetryPolicy.fixed([1], auto_retry_for=["CONN_LOST"], jitter=False),
+    exception_mapper={ConnectionError: "CONN_LOST"},
+)
+def mapped(*, counter: str) -> TaskResult[str, TaskError]:
+    """Raises ConnectionError on the first call (mapped to a retryable code), then succeeds."""
+    if _bump(counter) == 1:
+        raise ConnectionError("link down")
+    return TaskResult(ok="reconnected")
+
+
+@app.task("tests.defaulted", default_unhandled_error_code="TASK_DEFAULT_CODE")
+def defaulted(*, kind: str) -> TaskResult[str, TaskError]:
+    """Raises the exception named by `kind`: KeyError (global mapper) or RuntimeError."""
+    if kind == "key":
+        raise KeyError("k")
+    raise RuntimeError("r")
+
+
+@app.task("tests.unhandled_retry", retry_policy=RetryPolicy.exponential(
+    1, max_retries=2, auto_retry_for=["UNHANDLED_EXCEPTION"], jitter=False))
+def unhandled_retry(*, counter: str) -> TaskResult[str, TaskError]:
+    _bump(counter)
+    raise ValueError("always")
+
+
+@app.task("tests.hang", timeout_ms=1_500)
+def hang(*, marker: str = "") -> TaskResult[str, TaskError]:
+    if marker:
+        _bump(marker)
+    time.sleep(3600)
+    return TaskResult(ok="never")
+
+
+@app.task(
+    "tests.hang_retry",
+    timeout_ms=1_000,
+    retry_policy=RetryPolicy.fixed([1], auto_retry_for=["TASK_TIMEOUT"], jitter=False),
+)
+def hang_retry(*, counter: str) -> TaskResult[str, TaskError]:
+    if _bump(counter) == 1:
+        time.sleep(3600)
+    return TaskResult(ok="second time lucky")
+
+
+@app.task("tests.bad_return")
+def bad_return() -> TaskResult[int, TaskError]:
+    return TaskResult(ok="not an int")  # type: ignore[arg-type]
+
+
+@app.task("tests.exit_child")
+def exit_child(*, marker: str) -> TaskResult[str, TaskError]:
+    _bump(marker)
+    os._exit(3)
+
+
+@app.task(
+    "tests.flaky_slow_retry",
+    retry_policy=RetryPolicy.fixed([30], auto_retry_for=["TIMEOUT"], jitter=False),
+)
+def flaky_slow_retry(*, counter: str) -> TaskResult[int, TaskError]:
+    """Fails with TIMEOUT once; its retry would wait 30 s."""
+    calls = _bump(counter)
+    if calls <= 1:
+        return TaskResult(err=TaskError(error_code="TIMEOUT", message="timed out"))
+    return TaskResult(ok=calls)

@@ -1,0 +1,8 @@
+"""The harness's no-op task taking one integer."""
+
+from horsies_django import TaskError, TaskResult, app
+
+
+@app.task("bench.noop")
+def noop(*, i: int) -> TaskResult[None, TaskError]:
+    return TaskResult(ok=None)

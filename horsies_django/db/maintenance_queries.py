@@ -1,0 +1,190 @@
+"""SQL of the operator commands: `horsies_status` (read-only) and `horsies_prune`.
+
+Pruning deletes only terminal rows, in batches that are each one transaction; the attempt rows
+of a batch go in the same statement as their tasks (the foreign key has no ON DELETE CASCADE
+in the database: Django's CASCADE is emulated in Python, and this path bypasses the ORM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from django.db import connections, transaction
+
+TERMINAL: Final = ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED")
+
+# --------------------------------------------------------------------------- status
+
+# Per queue: depth, scheduled (not yet eligible), active, failed in the last hour, and the
+# age of the oldest task that is eligible but unclaimed.
+QUEUE_STATS: Final = """
+SELECT queue_name,
+    count(*) FILTER (WHERE status = 'PENDING') AS pending,
+    count(*) FILTER (WHERE status = 'PENDING' AND enqueued_at > now()) AS scheduled,
+    count(*) FILTER (WHERE status IN ('CLAIMED', 'RUNNING')) AS running,
+    count(*) FILTER (WHERE status = 'FAILED' AND finished_at >= now() - interval '1 hour')
+        AS failed_last_hour,
+    EXTRACT(EPOCH FROM now() - min(enqueued_at)
+        FILTER (WHERE status = 'PENDING' AND enqueued_at <= now()))::float8 AS oldest_pending_s
+FROM horsies_task
+WHERE status IN ('PENDING', 'CLAIMED', 'RUNNING')
+   OR (status = 'FAILED' AND finished_at >= now() - interval '1 hour')
+GROUP BY queue_name
+ORDER BY queue_name
+"""
+
+# Workers that are (or claim to be) running, and those that stopped or died recently.
+WORKERS: Final = """
+SELECT w.id, w.name, w.hostname, w.pid, w.processes, w.queues::text, w.state, w.started_at,
+    w.heartbeat_at, w.stopped_at,
+    EXTRACT(EPOCH FROM now() - w.heartbeat_at)::float8 AS silent_s,
+    (SELECT count(*) FROM horsies_task t
+     WHERE t.claimed_by = w.id AND t.status IN ('CLAIMED', 'RUNNING')) AS holding
+FROM horsies_worker w
+WHERE w.state IN ('RUNNING', 'STOPPING')
+   OR coalesce(w.stopped_at, w.heartbeat_at) >= now() - make_interval(secs => %s)
+ORDER BY w.started_at DESC
+LIMIT %s
+"""
+
+SERVER_NOW: Final = "SELECT now()"
+
+# --------------------------------------------------------------------------- prune
+
+
+def _old_terminal(t: str) -> str:
+    """Rows of %(status)s that finished (or, lacking finished_at, were sent) %(age_s)s ago."""
+    return f"""
+    {t}.status = %(status)s
+    AND ({t}.finished_at < now() - make_interval(secs => %(age_s)s)
+         OR ({t}.finished_at IS NULL AND {t}.sent_at < now() - make_interval(secs => %(age_s)s)))
+    """
+
+
+# How many tasks of one terminal status, and their attempts, are older than the age.
+COUNT_OLD_TASKS: Final = f"""
+SELECT count(DISTINCT t.id), count(a.id)
+FROM horsies_task t LEFT JOIN horsies_task_attempt a ON a.task_id = t.id
+WHERE {_old_terminal("t")}
+"""
+
+# Delete one batch of old terminal tasks of one status, and their attempts, in one statement.
+DELETE_OLD_TASKS: Final = f"""
+WITH doomed AS (
+    SELECT t.id FROM horsies_task t
+    WHERE {_old_terminal("t")}
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+),
+attempts AS (
+    DELETE FROM horsies_task_attempt a USING doomed WHERE a.task_id = doomed.id RETURNING 1
+),
+tasks AS (
+    DELETE FROM horsies_task t USING doomed WHERE t.id = doomed.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM attempts)
+"""
+
+_OLD_WORKER: Final = """
+    state IN ('STOPPED', 'DEAD')
+    AND coalesce(stopped_at, heartbeat_at) < now() - make_interval(secs => %(age_s)s)
+"""
+
+COUNT_OLD_WORKERS: Final = f"SELECT count(*) FROM horsies_worker WHERE {_OLD_WORKER}"
+
+# Delete one batch of stopped or dead worker rows.
+DELETE_OLD_WORKERS: Final = f"""
+WITH doomed AS (
+    SELECT id FROM horsies_worker WHERE {_OLD_WORKER} LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+)
+DELETE FROM horsies_worker w USING doomed WHERE w.id = doomed.id
+"""
+
+
+# --------------------------------------------------------------------------- status readers
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    name: str
+    pending: int
+    scheduled: int
+    running: int
+    failed_last_hour: int
+    oldest_pending_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    id: str
+    name: str
+    hostname: str
+    pid: int
+    processes: int
+    queues_json: str
+    state: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    silent_s: float
+    holding: int
+
+
+def _rows(alias: str, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+    with connections[alias].cursor() as cur:
+        cur.execute(query, params)
+        return list(cur.fetchall())
+
+
+def queue_stats(alias: str) -> list[QueueStats]:
+    """Counts per queue that has any pending, active or recently failed task."""
+    return [QueueStats(str(r[0]), *r[1:]) for r in _rows(alias, QUEUE_STATS)]
+
+
+def workers(alias: str, *, finished_within_s: float, limit: int) -> list[WorkerRow]:
+    """Running workers, plus those that stopped or went silent within `finished_within_s`."""
+    rows = _rows(alias, WORKERS, (finished_within_s, limit))
+    return [WorkerRow(str(r[0]), *r[1:]) for r in rows]
+
+
+def server_now(alias: str) -> datetime:
+    value: datetime = _rows(alias, SERVER_NOW)[0][0]
+    return value
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    tasks: int
+    attempts: int
+
+
+def count_old_tasks(alias: str, status: str, age_s: float) -> Pruned:
+    row = _rows(alias, COUNT_OLD_TASKS, {"status": status, "age_s": age_s})[0]
+    return Pruned(int(row[0]), int(row[1]))
+
+
+def delete_old_tasks(alias: str, status: str, age_s: float, batch: int) -> Pruned:
+    """Delete up to `batch` old tasks of `status` and their attempts, in one transaction."""
+    if status not in TERMINAL:
+        raise ValueError(f"only terminal tasks can be pruned, not {status!r}")
+    params = {"status": status, "age_s": age_s, "batch": batch}
+    with transaction.atomic(using=alias):
+        row = _rows(alias, DELETE_OLD_TASKS, params)[0]
+    return Pruned(int(row[0]), int(row[1]))
+
+
+def count_old_workers(alias: str, age_s: float) -> int:
+    return int(_rows(alias, COUNT_OLD_WORKERS, {"age_s": age_s})[0][0])
+
+
+def delete_old_workers(alias: str, age_s: float, batch: int) -> int:
+    """Delete up to `batch` STOPPED/DEAD worker rows, in one transaction."""
+    with transaction.atomic(using=alias), connections[alias].cursor() as cur:
+        cur.execute(DELETE_OLD_WORKERS, {"age_s": age_s, "batch": batch})
+        return int(cur.rowcount)

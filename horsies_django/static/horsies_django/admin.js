@@ -1,0 +1,18 @@
+/* Copy-to-clipboard for the id buttons in the horsies_django admin (no framework needed). */
+"use strict";
+document.addEventListener("click", (event) => {
+  const button = event.target.closest(".hz-copy");
+  if (!button) return;
+  event.preventDefault();
+  const text = button.dataset.copy;
+  const done = () => {
+    button.classList.add("hz-copied");
+    button.textContent = "✓";
+    setTimeout(() => { button.classList.remove("hz-copied"); button.textContent = "⧉"; }, 1200);
+  };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done, () => window.prompt("Copy the id:", text));
+  } else {
+    window.prompt("Copy the id:", text);
+  }
+});

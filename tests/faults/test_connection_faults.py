@@ -1,0 +1,76 @@
+"""Faults on the database connections: backends killed under load, the LISTEN socket dropped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.conftest import sql_value, wait_until
+from tests.faults.helpers import StartFaultWorker, terminate_backends, worker_backends
+from tests.faults.invariants import all_settled, assert_invariants, status_counts
+from tests.faults.tasks import work
+
+pytestmark = pytest.mark.usefixtures("clean_tables")
+
+TASKS = 600
+KILLS = 4
+
+
+def _completed() -> int:
+    return status_counts().get("COMPLETED", 0)
+
+
+def test_terminated_worker_connections_lose_nothing(
+    fault_worker: StartFaultWorker, tmp_path: Path
+) -> None:
+    fault_worker()
+    fault_worker()
+    ledger = tmp_path / "ledger"
+    work.send_many([{"i": i, "path": str(ledger), "seconds": 0.005} for i in range(TASKS)])
+    killed = 0
+    for round_ in range(1, KILLS + 1):
+        wait_until(
+            lambda r=round_: _completed() >= r * TASKS // (KILLS + 2),  # type: ignore[misc]
+            what=f"progress before kill {round_}",
+        )
+        killed += terminate_backends(worker_backends())
+    assert killed >= KILLS * 2  # at least the claim and LISTEN connections of both workers
+
+    wait_until(all_settled, timeout_s=120, what="every task to settle")
+    assert status_counts() == {"COMPLETED": TASKS}
+    runs = Counter(ledger.read_text().split())
+    assert sorted(int(i) for i in runs) == list(range(TASKS))
+    assert set(runs.values()) == {1}, "a task ran twice"
+    assert sql_value("SELECT count(*) FROM horsies_task_attempt") == TASKS
+    assert_invariants()
+
+
+def test_polling_drains_tasks_when_the_listen_connection_is_dropped(
+    fault_worker: StartFaultWorker,
+) -> None:
+    worker = fault_worker()
+    (listener,) = wait_until(lambda: worker_backends(listen_only=True), what="the LISTEN backend")
+    assert terminate_backends([listener]) == 1
+    sent_meanwhile = [h.ok_value for h in work.send_many([{"i": i} for i in range(10)])]
+    for handle in sent_meanwhile:
+        assert handle.get(timeout_ms=30_000).is_ok()
+    wait_until(lambda: "LISTEN connection lost" in worker.log(), what="the loss to be noticed")
+    wait_until(
+        lambda: [p for p in worker_backends(listen_only=True) if p != listener],
+        what="a new LISTEN connection",
+    )
+
+    with connection.cursor() as cur:  # this session's inserts fire no NOTIFY trigger
+        cur.execute("SET session_replication_role = replica")
+    try:
+        unannounced = [h.ok_value for h in work.send_many([{"i": i} for i in range(10, 20)])]
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("RESET session_replication_role")
+    for handle in unannounced:
+        assert handle.get(timeout_ms=30_000).is_ok()
+    assert status_counts() == {"COMPLETED": 20}
+    assert_invariants()

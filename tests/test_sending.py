@@ -1,0 +1,564 @@
+"""Sending: validation, encoding, the caller's transaction, outages and exact replays.
+
+Everything runs against real PostgreSQL servers: the dev database, and a throwaway server that
+is really stopped to prove that an outage is an `Err`, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection, connections, transaction
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from horsies_django import (
+    Err,
+    Ok,
+    TaskSendError,
+    TaskSendErrorCode,
+    TaskSendOptions,
+    embedded_pg,
+)
+from horsies_django.handles import TaskHandle
+from horsies_django.types import Result
+from tests.conftest import database_url, sql_rows, sql_value
+from tests.testapp.tasks import Order, Point, add, echo, move, noop, total_order
+
+type SendResult = Result[TaskHandle[Any], TaskSendError]
+
+
+
+@pytest.fixture(autouse=True)
+def _isolated(request: pytest.FixtureRequest) -> None:
+    """Every test gets empty, committed-visible tables, except the stopped-server one, which
+    must stay outside Django's test case (it refuses connections to extra aliases)."""
+    if "stopped_alias" not in request.fixturenames:
+        request.getfixturevalue("clean_tables")
+
+
+def ok_id(result: SendResult) -> str:
+    assert isinstance(result, Ok), result
+    return result.value.task_id
+
+
+def err(result: SendResult, code: TaskSendErrorCode) -> TaskSendError:
+    assert isinstance(result, Err), result
+    assert result.error.code is code, result.error
+    return result.error
+
+
+def row(task_id: str, columns: str) -> tuple[Any, ...]:
+    rows = sql_rows(f"SELECT {columns} FROM horsies_task WHERE id = %s", task_id)
+    assert len(rows) == 1, f"task {task_id}: {len(rows)} rows"
+    return rows[0]
+
+
+def task_count() -> int:
+    return int(sql_value("SELECT count(*) FROM horsies_task"))
+
+
+def kill_django_connection() -> None:
+    """Terminate the caller's Django connection on the server, as a PostgreSQL restart would."""
+    connection.ensure_connection()
+    assert connection.connection is not None
+    pid = connection.connection.info.backend_pid
+    assert sql_value("SELECT pg_terminate_backend(%s, 10000)", pid) is True
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def test_send_inserts_a_pending_row_with_a_uuidv7_id() -> None:
+    before = datetime.now(UTC)
+    task_id = ok_id(add.send(a=2, b=3))
+    status, name, queue, priority, kwargs, sha, sent, eligible, retries = row(
+        task_id, "status, task_name, queue_name, priority, kwargs, enqueue_sha, sent_at, "
+        "enqueued_at, max_retries",
+    )  # fmt: skip
+    assert (status, name, queue, priority, kwargs) == ("PENDING", "tests.add", "default", 50, {"a": 2, "b": 3})
+    assert len(sha) == 64 and int(sha, 16) >= 0
+    assert sent == eligible and retries == 0
+    parsed = uuid.UUID(task_id)
+    assert parsed.version == 7
+    millis = int.from_bytes(parsed.bytes[:6], "big")
+    assert abs(millis / 1000 - before.timestamp()) < 60
+
+
+def test_task_ids_are_time_ordered() -> None:
+    ids = [ok_id(noop.send(i=i)) for i in range(5)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+
+
+def test_models_and_dataclasses_are_stored_with_their_type() -> None:
+    order_id = ok_id(total_order.send(order=Order(order_id=9, items=["a", "b"])))
+    point_id = ok_id(move.send(point=Point(1, 2), dx=3))
+    (order_kwargs,) = row(order_id, "kwargs")
+    assert order_kwargs == {
+        "order": {"__horsies_type__": "tests.testapp.tasks:Order", "data": {"order_id": 9, "items": ["a", "b"]}}
+    }
+    (point_kwargs,) = row(point_id, "kwargs")
+    assert point_kwargs["point"]["__horsies_type__"] == "tests.testapp.tasks:Point"
+    assert point_kwargs["dx"] == 3
+
+
+def test_schedule_delays_eligibility_by_the_server_clock() -> None:
+    task_id = ok_id(add.schedule(90, a=1, b=1))
+    (delay,) = row(task_id, "extract(epoch FROM enqueued_at - sent_at)")
+    assert float(delay) == 90.0
+    fractional = ok_id(add.schedule(0.25, a=1, b=1))
+    (delay,) = row(fractional, "extract(epoch FROM enqueued_at - sent_at)")
+    assert float(delay) == 0.25
+
+
+def test_with_options_sets_good_until_and_priority() -> None:
+    deadline = datetime.now(UTC) + timedelta(minutes=5)
+    bound = add.with_options(TaskSendOptions(good_until=deadline, priority=3))
+    sent_id = ok_id(bound.send(a=1, b=2))
+    scheduled_id = ok_id(bound.schedule(30, a=1, b=2))
+    for task_id in (sent_id, scheduled_id):
+        good_until, priority = row(task_id, "good_until, priority")
+        assert good_until == deadline and priority == 3
+    (delay,) = row(scheduled_id, "extract(epoch FROM enqueued_at - sent_at)")
+    assert float(delay) == 30.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"a": 1}, "missing required argument(s) b"),
+        ({"a": 1, "b": 2, "c": 3}, "unknown argument(s) c; the task takes a, b"),
+        ({"a": object(), "b": 1}, "argument a is a object, which is not JSON"),
+        ({"a": float("nan"), "b": 1}, "argument a is nan"),
+        ({"a": "x\x00", "b": 1}, "argument a contains a NUL character"),
+        ({"a": [1, {"k": "\ud800"}], "b": 1}, "argument a[1].k contains a lone surrogate"),
+    ],
+)
+def test_bad_arguments_fail_validation_naming_the_parameter(
+    kwargs: dict[str, Any], fragment: str
+) -> None:
+    error = err(add.send(**kwargs), TaskSendErrorCode.VALIDATION_FAILED)
+    assert fragment in error.message and error.message.startswith("tests.add: ")
+    assert not error.retryable and error.task_id is None and error.payload is None
+    assert task_count() == 0
+
+
+def test_positional_arguments_are_refused() -> None:
+    error = err(add.send(1, 2), TaskSendErrorCode.VALIDATION_FAILED)  # type: ignore[call-arg]
+    assert "keyword-only, e.g. .send(order_id=1)" in error.message
+    err(add.schedule(5, 1, b=2), TaskSendErrorCode.VALIDATION_FAILED)  # type: ignore[call-arg]
+    assert task_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("delay", "options", "fragment"),
+    [
+        (-1, TaskSendOptions(), "delay_seconds=-1 must be a finite number"),
+        (math.inf, TaskSendOptions(), "delay_seconds=inf"),
+        (True, TaskSendOptions(), "delay_seconds=True"),
+        ("5", TaskSendOptions(), "delay_seconds='5'"),
+        (0, TaskSendOptions(good_until=datetime(2030, 1, 1)), "naive datetime"),
+        (0, TaskSendOptions(good_until="tomorrow"), "timezone-aware datetime"),  # type: ignore[arg-type]
+        (0, TaskSendOptions(priority=0), "priority=0 must be an int from 1"),
+        (0, TaskSendOptions(priority=101), "priority=101"),
+        (0, TaskSendOptions(priority=True), "priority=True"),
+    ],
+)
+def test_bad_delay_and_options_fail_validation(
+    delay: Any, options: TaskSendOptions, fragment: str
+) -> None:
+    error = err(
+        add.with_options(options).schedule(delay, a=1, b=1), TaskSendErrorCode.VALIDATION_FAILED
+    )
+    assert fragment in error.message
+    assert task_count() == 0
+
+
+def test_unencodable_model_class_is_a_validation_error() -> None:
+    class LocalOrder(Order):
+        pass
+
+    error = err(
+        total_order.send(order=LocalOrder(order_id=1, items=[])),
+        TaskSendErrorCode.VALIDATION_FAILED,
+    )
+    assert "argument order is a" in error.message and "define it at module level" in error.message
+    assert isinstance(error.exception, ValueError)
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+def _listener() -> psycopg.Connection[Any]:
+    conn = psycopg.connect(database_url(), autocommit=True)
+    conn.execute("LISTEN horsies_task_new")
+    return conn
+
+
+def _marker(text: str) -> None:
+    """A notification committed by another session, to order against the send's one."""
+    sql_value("SELECT pg_notify('horsies_task_new', %s)", text)
+
+
+def _received(conn: psycopg.Connection[Any], count: int) -> list[str]:
+    payloads: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(payloads) < count and time.monotonic() < deadline:
+        payloads += [n.payload for n in conn.notifies(timeout=0.5, stop_after=count - len(payloads))]
+    return payloads
+
+
+def test_committed_send_notifies_only_at_commit() -> None:
+    with _listener() as listener:
+        with transaction.atomic():
+            task_id = ok_id(add.send(a=1, b=1))
+            _marker("sent, not committed")
+            assert task_count() == 0  # invisible to other sessions until commit
+        _marker("after commit")
+        assert _received(listener, 3) == ["sent, not committed", "default", "after commit"]
+    assert row(task_id, "status") == ("PENDING",)
+
+
+def test_rolled_back_send_leaves_no_row_and_no_notification() -> None:
+    class Abort(Exception):
+        pass
+
+    with _listener() as listener:
+        with pytest.raises(Abort), transaction.atomic():
+            ok_id(add.send(a=1, b=1))
+            ok_id(add.schedule(5, a=1, b=1))
+            _marker("inside")
+            raise Abort
+        _marker("after rollback")
+        # Notifications arrive in commit order: anything from the send would sit in between.
+        assert _received(listener, 2) == ["inside", "after rollback"]
+    assert task_count() == 0
+
+
+def test_validation_failure_inside_atomic_keeps_the_transaction_usable() -> None:
+    with transaction.atomic():
+        err(add.send(a=1), TaskSendErrorCode.VALIDATION_FAILED)
+        ok_id(add.send(a=1, b=2))
+    assert task_count() == 1
+
+
+# --------------------------------------------------------------------------- async
+
+
+def test_send_async_does_not_block_the_event_loop() -> None:
+    """The INSERT waits on a table lock while the event loop keeps running other coroutines."""
+
+    async def scenario() -> tuple[SendResult, int]:
+        locker = await psycopg.AsyncConnection.connect(database_url())
+        await locker.execute("SET idle_in_transaction_session_timeout = '20s'")  # bound a hang
+        await locker.execute("LOCK TABLE horsies_task IN EXCLUSIVE MODE")
+        watcher = await psycopg.AsyncConnection.connect(database_url(), autocommit=True)
+        sending = asyncio.create_task(add.send_async(a=4, b=5))
+        polls = 0
+        try:
+            while True:
+                cur = await watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%%INSERT INTO horsies_task%%' AND pid <> pg_backend_pid()"
+                )
+                found = await cur.fetchone()
+                assert not sending.done(), "send_async finished while the table was locked"
+                polls += 1
+                if found and found[0]:
+                    break
+                await asyncio.sleep(0.02)
+            await locker.rollback()  # release the lock: the send can now insert
+            result = await asyncio.wait_for(sending, timeout=30)
+        finally:
+            await locker.close()
+            await watcher.close()
+            await asyncio.get_running_loop().run_in_executor(None, connections.close_all)
+        return result, polls
+
+    result, polls = asyncio.run(scenario())
+    assert polls >= 1
+    assert row(ok_id(result), "kwargs") == ({"a": 4, "b": 5},)
+
+
+def test_send_async_validation_and_retry_async() -> None:
+    async def scenario() -> tuple[SendResult, SendResult]:
+        bad = await add.send_async(a=1)
+        replayed = await add.retry_send_async(bad.error if isinstance(bad, Err) else None)
+        return bad, replayed
+
+    bad, replayed = asyncio.run(scenario())
+    err(bad, TaskSendErrorCode.VALIDATION_FAILED)
+    assert "only ENQUEUE_FAILED" in err(replayed, TaskSendErrorCode.VALIDATION_FAILED).message
+    assert task_count() == 0
+
+
+# --------------------------------------------------------------------------- replays
+
+
+def _enqueue_failed(send: Any) -> TaskSendError:
+    """Make a send fail for real: its connection is terminated by the server first."""
+    kill_django_connection()
+    error = err(send(), TaskSendErrorCode.ENQUEUE_FAILED)
+    assert error.retryable and error.payload is not None and error.task_id is not None
+    assert "retry with retry_send(err)" in error.message
+    return error
+
+
+def test_dropped_connection_gives_retryable_error_then_retry_send_replays_it() -> None:
+    error = _enqueue_failed(lambda: add.send(a=6, b=7))
+    assert error.payload is not None
+    assert task_count() == 0
+    replayed = ok_id(add.retry_send(error))
+    assert replayed == error.task_id
+    assert row(replayed, "kwargs, enqueue_sha") == ({"a": 6, "b": 7}, error.payload.enqueue_sha)
+    # Replaying the same payload again is idempotent: same id, still one row.
+    assert ok_id(add.retry_send(error)) == replayed
+    assert task_count() == 1
+
+
+def test_retry_send_async_replays_the_payload() -> None:
+    error = _enqueue_failed(lambda: echo.send(value={"deep": [1, "two"]}))
+
+    async def replay() -> SendResult:
+        result = await echo.retry_send_async(error)
+        await asyncio.get_running_loop().run_in_executor(None, connections.close_all)
+        return result
+
+    task_id = ok_id(asyncio.run(replay()))
+    assert task_id == error.task_id
+    assert row(task_id, "kwargs") == ({"value": {"deep": [1, "two"]}},)
+
+
+def test_retry_schedule_keeps_the_delay_and_options() -> None:
+    deadline = datetime.now(UTC) + timedelta(hours=1)
+    bound = add.with_options(TaskSendOptions(good_until=deadline, priority=7))
+    error = _enqueue_failed(lambda: bound.schedule(45, a=1, b=2))
+    task_id = ok_id(add.retry_schedule(error))
+    assert task_id == error.task_id
+    delay, good_until, priority = row(
+        task_id, "extract(epoch FROM enqueued_at - sent_at), good_until, priority"
+    )
+    assert (float(delay), good_until, priority) == (45.0, deadline, 7)
+
+
+def test_retry_schedule_refuses_an_error_from_send() -> None:
+    error = _enqueue_failed(lambda: add.send(a=1, b=2))
+    message = err(add.retry_schedule(error), TaskSendErrorCode.VALIDATION_FAILED).message
+    assert "retry_schedule needs an error from schedule()" in message
+    assert task_count() == 0
+
+
+def test_altered_payload_is_a_mismatch() -> None:
+    error = _enqueue_failed(lambda: add.send(a=1, b=2))
+    assert error.payload is not None
+    for change in (
+        {"kwargs_json": '{"a":1,"b":3}'},
+        {"priority": 1},
+        {"delay_seconds": 10.0},
+        {"good_until": datetime(2030, 1, 1, tzinfo=UTC)},
+        {"queue_name": "elsewhere"},
+    ):
+        altered = dataclasses.replace(error, payload=dataclasses.replace(error.payload, **change))
+        mismatch = err(add.retry_send(altered), TaskSendErrorCode.PAYLOAD_MISMATCH)
+        assert not mismatch.retryable and mismatch.task_id == error.task_id, change
+    assert task_count() == 0
+
+
+def test_conflicting_row_with_the_same_id_is_a_mismatch() -> None:
+    """A replay whose id already holds another payload is refused, not overwritten."""
+    error = _enqueue_failed(lambda: add.send(a=1, b=2))
+    assert error.payload is not None and error.task_id is not None
+    sql_value(
+        "INSERT INTO horsies_task (id, task_name, queue_name, priority, status, kwargs, sent_at,"
+        " enqueued_at, retry_count, max_retries, options, enqueue_sha, claim_gen) VALUES (%s,"
+        " 'tests.add', 'default', 50, 'COMPLETED', '{}', now(), now(), 0, 0, '{}', 'other', 0)"
+        " RETURNING 1",
+        error.task_id,
+    )
+    err(add.retry_send(error), TaskSendErrorCode.PAYLOAD_MISMATCH)
+    assert row(error.task_id, "status, enqueue_sha") == ("COMPLETED", "other")
+
+
+def test_only_enqueue_failed_errors_can_be_replayed() -> None:
+    validation = err(add.send(a=1), TaskSendErrorCode.VALIDATION_FAILED)
+    suppressed = TaskSendError(TaskSendErrorCode.SEND_SUPPRESSED, "x")
+    enqueue_error = _enqueue_failed(lambda: add.send(a=1, b=1))
+    mismatch = dataclasses.replace(enqueue_error, code=TaskSendErrorCode.PAYLOAD_MISMATCH)
+    no_payload = dataclasses.replace(enqueue_error, payload=None)
+    for bad in (validation, suppressed, mismatch, "not an error", None):
+        for replay in (add.retry_send, add.retry_schedule):
+            message = err(replay(bad), TaskSendErrorCode.VALIDATION_FAILED).message
+            assert "only ENQUEUE_FAILED errors can be resent" in message
+    assert "no payload" in err(add.retry_send(no_payload), TaskSendErrorCode.VALIDATION_FAILED).message
+    other_task = err(noop.retry_send(enqueue_error), TaskSendErrorCode.VALIDATION_FAILED)
+    assert "call tests.add.retry_send(err)" in other_task.message
+    assert task_count() == 0
+
+
+def test_resend_on_transient_error_recovers_by_itself() -> None:
+    with override_settings(HORSIES={**settings.HORSIES, "RESEND_ON_TRANSIENT_ERR": True}):
+        kill_django_connection()
+        task_id = ok_id(add.send(a=3, b=3))
+    assert row(task_id, "kwargs") == ({"a": 3, "b": 3},)
+    assert task_count() == 1
+
+
+def test_resend_is_off_by_default() -> None:
+    _enqueue_failed(lambda: add.send(a=3, b=3))
+    assert task_count() == 0
+
+
+# --------------------------------------------------------------------------- send_many
+
+
+def test_send_many_returns_one_result_per_item_with_one_insert() -> None:
+    items: list[dict[str, Any]] = [
+        {"a": 1, "b": 1},
+        {"a": 1},
+        {"a": float("nan"), "b": 1},
+        {"a": 2, "b": 2, "z": 0},
+        {"a": 3, "b": 3},
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        results = add.send_many(items)
+    inserts = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"].upper()]
+    assert len(inserts) == 1 and len(queries.captured_queries) == 1
+    assert [type(r) for r in results] == [Ok, Err, Err, Err, Ok]
+    assert "missing required argument(s) b" in err(results[1], TaskSendErrorCode.VALIDATION_FAILED).message
+    assert "argument a is nan" in err(results[2], TaskSendErrorCode.VALIDATION_FAILED).message
+    assert "unknown argument(s) z" in err(results[3], TaskSendErrorCode.VALIDATION_FAILED).message
+    good = [ok_id(results[0]), ok_id(results[4])]
+    assert all(uuid.UUID(i).version == 7 for i in good)
+    stored = sql_rows("SELECT id::text, kwargs, status FROM horsies_task ORDER BY id")
+    assert stored == [(good[0], {"a": 1, "b": 1}, "PENDING"), (good[1], {"a": 3, "b": 3}, "PENDING")]
+
+
+def test_send_many_applies_options_and_notifies_once() -> None:
+    deadline = datetime.now(UTC) + timedelta(minutes=1)
+    with _listener() as listener:
+        results = noop.send_many([{"i": i} for i in range(50)], TaskSendOptions(good_until=deadline, priority=9))
+        _marker("after")
+        assert _received(listener, 2) == ["default", "after"]
+    assert all(isinstance(r, Ok) for r in results)
+    assert sql_rows("SELECT DISTINCT good_until, priority FROM horsies_task") == [(deadline, 9)]
+    assert task_count() == 50
+
+
+def test_send_many_with_nothing_valid_writes_nothing() -> None:
+    with CaptureQueriesContext(connection) as queries:
+        results = add.send_many([{"a": 1}, {}])
+    assert len(queries.captured_queries) == 0
+    assert all(isinstance(r, Err) for r in results)
+    assert add.send_many([]) == []
+    assert task_count() == 0
+
+
+def test_send_many_in_a_rolled_back_transaction_leaves_nothing() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert all(isinstance(r, Ok) for r in noop.send_many([{"i": 1}, {"i": 2}]))
+        raise RuntimeError
+    assert task_count() == 0
+
+
+# --------------------------------------------------------------------------- a stopped server
+
+
+DOWN = "horsies_down"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[embedded_pg.ThrowawayServer]:
+    with embedded_pg.running_postgres("h2_down") as running:
+        yield running
+
+
+def _stop(server: embedded_pg.ThrowawayServer) -> None:
+    cmd = [str(server.pg_ctl), "stop", "-D", str(server.datadir), "-m", "fast", "-w"]
+    if server.runas:
+        cmd = ["runuser", "-u", server.runas, "--", *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60, cwd=server.tmpdir)
+
+
+@pytest.fixture
+def stopped_alias(server: embedded_pg.ThrowawayServer, django_db_blocker: Any) -> Iterator[str]:
+    """A DATABASES alias whose server was working (migrated, one send) and is now stopped.
+
+    Used outside Django's test case, with pytest-django's blocker lifted for the test.
+    """
+    info = psycopg.conninfo.conninfo_to_dict(server.url)
+    config = {
+        **settings.DATABASES["default"],
+        "NAME": info["dbname"], "HOST": info["host"], "PORT": info["port"], "USER": info["user"],
+        "PASSWORD": "", "OPTIONS": {"connect_timeout": 5},
+    }  # fmt: skip
+    configured = connections.configure_settings({"default": settings.DATABASES["default"], DOWN: config})
+    connections.settings[DOWN] = configured[DOWN]
+    with django_db_blocker.unblock():
+        try:
+            if server.postmaster_pid is not None:
+                call_command("migrate", "horsies_django", database=DOWN, verbosity=0)
+                with override_settings(HORSIES={**settings.HORSIES, "DATABASE_ALIAS": DOWN}):
+                    ok_id(add.send(a=0, b=0))  # the alias works while the server is up
+                connections[DOWN].close()
+                _stop(server)
+            assert server.postmaster_pid is None
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(server.url, connect_timeout=5).close()
+            yield DOWN
+        finally:
+            connections[DOWN].close()
+            del connections[DOWN]
+            del connections.settings[DOWN]
+            connections.close_all()
+
+
+def test_stopped_database_gives_retryable_errors_never_exceptions(stopped_alias: str) -> None:
+    deadline = datetime.now(UTC) + timedelta(minutes=1)
+
+    async def send_async() -> SendResult:
+        result = await add.send_async(a=1, b=1)
+        await asyncio.get_running_loop().run_in_executor(None, connections.close_all)
+        return result
+
+    with override_settings(HORSIES={**settings.HORSIES, "DATABASE_ALIAS": stopped_alias}):
+        attempts: list[SendResult] = [
+            add.send(a=1, b=1),
+            add.schedule(10, a=1, b=1),
+            add.with_options(TaskSendOptions(good_until=deadline)).send(a=1, b=1),
+            asyncio.run(send_async()),
+            *noop.send_many([{"i": 1}, {"i": 2}]),
+        ]
+        bad, good = add.send_many([{"a": 1}, {"a": 1, "b": 1}])
+        err(bad, TaskSendErrorCode.VALIDATION_FAILED)
+        attempts.append(good)
+        with override_settings(
+            HORSIES={**settings.HORSIES, "DATABASE_ALIAS": stopped_alias, "RESEND_ON_TRANSIENT_ERR": True}
+        ):
+            attempts.append(add.send(a=2, b=2))  # resends, then still gives up with an Err
+    errors = [err(a, TaskSendErrorCode.ENQUEUE_FAILED) for a in attempts]
+    assert all(e.retryable and e.payload is not None and e.task_id for e in errors)
+    assert all(isinstance(e.exception, Exception) for e in errors)
+    assert len({e.task_id for e in errors}) == len(errors)
+    # Once a database is reachable again, the stored payloads replay with their ids.
+    replayed = [errors[0].task_id, errors[1].task_id]
+    try:
+        assert ok_id(add.retry_send(errors[0])) == replayed[0]
+        assert ok_id(add.retry_schedule(errors[1])) == replayed[1]
+        (delay,) = row(replayed[1] or "", "extract(epoch FROM enqueued_at - sent_at)")
+        assert float(delay) == 10.0
+    finally:
+        sql_value("DELETE FROM horsies_task WHERE id = ANY(%s::uuid[]) RETURNING 1", replayed)
+    assert json.loads(errors[0].payload.kwargs_json if errors[0].payload else "") == {"a": 1, "b": 1}
