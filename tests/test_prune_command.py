@@ -14,6 +14,7 @@ from horsies_django.testing import run_pending
 from tests.conftest import database_url, sql_rows, sql_value
 from tests.testapp.tasks import add, boom
 
+
 def execute(query: str, *params: object) -> None:
     with psycopg.connect(database_url(), autocommit=True) as conn:
         conn.execute(query, params)

@@ -101,15 +101,30 @@ def str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def worker_backends(url: str = "", *, listen_only: bool = False) -> list[int]:
-    """Backend pids of worker connections to this database (optionally only LISTENers)."""
+def local_ports(pid: int) -> set[int]:
+    """Local TCP ports of a process's sockets (to tell its database sessions apart)."""
+    try:
+        return {c.laddr.port for c in psutil.Process(pid).net_connections("tcp")}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def worker_backends(
+    workers: Sequence[FaultWorker], *, listen_only: bool = False, url: str = ""
+) -> list[int]:
+    """Backend pids of the database sessions of these workers' parents (optionally LISTENers).
+
+    Sessions are matched by client port, so other processes using the same application_name
+    (a result waiter in the test process, other workers) are left alone.
+    """
+    ports = set().union(*(local_ports(w.pid) for w in workers))
     query = (
-        "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+        "SELECT pid, client_port FROM pg_stat_activity WHERE application_name = %s "
         "AND datname = current_database()"
     )
     if listen_only:
         query += " AND query ILIKE 'LISTEN%%'"
-    return [int(r[0]) for r in rows(url, query, APPLICATION_NAME)]
+    return [int(pid) for pid, port in rows(url, query, APPLICATION_NAME) if port in ports]
 
 
 def terminate_backends(pids: Sequence[int], url: str = "") -> int:
@@ -163,8 +178,5 @@ def leads_maintenance(worker: FaultWorker) -> bool:
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         LEADER_LOCK_KEY,
     )
-    try:
-        local = {c.laddr.port for c in psutil.Process(worker.pid).net_connections("tcp")}
-    except psutil.NoSuchProcess:
-        return False
+    local = local_ports(worker.pid)
     return any(port in local for (port,) in ports)

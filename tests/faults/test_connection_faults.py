@@ -26,8 +26,7 @@ def _completed() -> int:
 def test_terminated_worker_connections_lose_nothing(
     fault_worker: StartFaultWorker, tmp_path: Path
 ) -> None:
-    fault_worker()
-    fault_worker()
+    workers = [fault_worker(), fault_worker()]
     ledger = tmp_path / "ledger"
     work.send_many([{"i": i, "path": str(ledger), "seconds": 0.005} for i in range(TASKS)])
     killed = 0
@@ -36,7 +35,7 @@ def test_terminated_worker_connections_lose_nothing(
             lambda r=round_: _completed() >= r * TASKS // (KILLS + 2),  # type: ignore[misc]
             what=f"progress before kill {round_}",
         )
-        killed += terminate_backends(worker_backends())
+        killed += terminate_backends(worker_backends(workers))
     assert killed >= KILLS * 2  # at least the claim and LISTEN connections of both workers
 
     wait_until(all_settled, timeout_s=120, what="every task to settle")
@@ -52,14 +51,14 @@ def test_polling_drains_tasks_when_the_listen_connection_is_dropped(
     fault_worker: StartFaultWorker,
 ) -> None:
     worker = fault_worker()
-    (listener,) = wait_until(lambda: worker_backends(listen_only=True), what="the LISTEN backend")
+    (listener,) = wait_until(lambda: worker_backends([worker], listen_only=True), what="the LISTEN backend")
     assert terminate_backends([listener]) == 1
     sent_meanwhile = [h.ok_value for h in work.send_many([{"i": i} for i in range(10)])]
     for handle in sent_meanwhile:
         assert handle.get(timeout_ms=30_000).is_ok()
     wait_until(lambda: "LISTEN connection lost" in worker.log(), what="the loss to be noticed")
     wait_until(
-        lambda: [p for p in worker_backends(listen_only=True) if p != listener],
+        lambda: [p for p in worker_backends([worker], listen_only=True) if p != listener],
         what="a new LISTEN connection",
     )
 

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import sql_value, wait_until
 from tests.faults.helpers import StartFaultWorker, attempts, task_status, wait_marker
 from tests.faults.invariants import assert_invariants, status_counts
+from tests.faults.tasks import gate
 from tests.testapp.tasks import sleep_for
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -17,13 +18,20 @@ pytestmark = pytest.mark.usefixtures("clean_tables")
 
 def test_sigterm_lets_running_tasks_finish(fault_worker: StartFaultWorker, tmp_path: Path) -> None:
     worker = fault_worker()
-    marker = tmp_path / "started"
-    running = [sleep_for.send(seconds=1.5, marker=str(marker)).ok_value for _ in range(2)]
-    waiting = [sleep_for.send(seconds=0.1).ok_value for _ in range(3)]
+    marker, release = tmp_path / "started", tmp_path / "release"
+    running = [gate.send(release=str(release), marker=str(marker)).ok_value for _ in range(2)]
     wait_marker(marker, count=2)
+    waiting = [sleep_for.send(seconds=0.1).ok_value for _ in range(3)]
     worker_id = worker.worker_id()
 
     worker.signal(signal.SIGTERM)
+    wait_until(lambda: "no new claims" in worker.log(), what="the signal to be handled")
+    wait_until(
+        lambda: sql_value("SELECT state FROM horsies_worker WHERE id = %s", worker_id)
+        == "STOPPING",
+        what="the worker row to say STOPPING",
+    )
+    release.touch()
 
     assert worker.proc.wait(timeout=30) == 0
     for handle in running:
