@@ -5,6 +5,7 @@ A handle caches the final result once read: a second `get()` makes no query.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -19,12 +20,14 @@ from horsies_django.types import (
     BrokerErrorCode,
     BrokerResult,
     Err,
+    RetrievalCode,
     Ok,
     TaskAttempt,
     TaskError,
     TaskInfo,
     TaskResult,
     TaskStatus,
+    error_result,
 )
 
 
@@ -40,6 +43,18 @@ class TaskHandle[T]:
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.task_id!r}, task_name={self._task_name!r})"
+
+    def _well_formed(self) -> bool:
+        try:
+            uuid.UUID(self.task_id)
+        except ValueError:
+            return False
+        return True
+
+    def _not_found(self) -> TaskResult[T, TaskError]:
+        return error_result(
+            RetrievalCode.TASK_NOT_FOUND, f"no task with id {self.task_id!r} (not a task UUID)"
+        )
 
     @classmethod
     def from_id(cls, task_id: str) -> TaskHandle[Any]:
@@ -64,6 +79,8 @@ class TaskHandle[T]:
         """Wait for the result; `WAIT_TIMEOUT` after `timeout_ms` (the task keeps running)."""
         if self._cached is not None:
             return self._cached
+        if not self._well_formed():
+            return self._not_found()
         result: TaskResult[T, TaskError] = results.wait_sync(
             self._alias, self.task_id, self._adapter(), timeout_ms
         )
@@ -73,6 +90,8 @@ class TaskHandle[T]:
         """Async `get()`: waits without blocking the event loop."""
         if self._cached is not None:
             return self._cached
+        if not self._well_formed():
+            return self._not_found()
         adapter = await sync_to_async(self._adapter, thread_sensitive=True)()
         result: TaskResult[T, TaskError] = await results.wait_async(
             self._alias, self.task_id, adapter, timeout_ms
@@ -80,8 +99,6 @@ class TaskHandle[T]:
         return self._keep(result)
 
     def _keep(self, result: TaskResult[T, TaskError]) -> TaskResult[T, TaskError]:
-        from horsies_django.types import RetrievalCode
-
         transient = result.is_err() and result.err_value.error_code in (
             RetrievalCode.WAIT_TIMEOUT,
             RetrievalCode.TASK_NOT_FOUND,
@@ -97,6 +114,8 @@ class TaskHandle[T]:
         include_attempts: bool = False,
     ) -> BrokerResult[TaskInfo | None]:
         """The task's metadata (None if there is no such task)."""
+        if not self._well_formed():
+            return Ok(None)
         try:
             row = store.fetch_info(
                 self._alias,
@@ -129,6 +148,8 @@ class TaskHandle[T]:
         """Cancel a PENDING or CLAIMED task; a RUNNING or finished task is refused."""
         from horsies_django.cancelling import cancel
 
+        if not self._well_formed():
+            return Err(BrokerError(BrokerErrorCode.TASK_NOT_FOUND, f"no task {self.task_id!r}"))
         return cancel(self.task_id)
 
     async def cancel_async(self) -> BrokerResult[None]:

@@ -110,11 +110,6 @@ def test_unknown_task_id_is_task_not_found_without_waiting() -> None:
     assert handle.info().ok_value is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: TaskHandle.from_id('not-a-uuid').get() raises django.db.DataError (invalid "
-    "input syntax for type uuid) instead of returning TASK_NOT_FOUND",
-)
 def test_malformed_task_id_is_task_not_found_not_an_exception() -> None:
     result = TaskHandle.from_id("not-a-uuid").get(timeout_ms=1_000)
     assert result.err_value.error_code == RetrievalCode.TASK_NOT_FOUND

@@ -62,11 +62,6 @@ def test_bad_option_values_exit_non_zero_naming_the_option(
     assert sql_value("SELECT count(*) FROM horsies_worker") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --worker-name longer than horsies_worker.name (255) is not validated; the "
-    "worker crashes with a psycopg StringDataRightTruncation traceback at registration",
-)
 def test_too_long_worker_name_is_refused_with_a_clear_error() -> None:
     done = run_worker_command("--worker-name", "w" * 300)
     assert done.returncode != 0

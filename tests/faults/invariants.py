@@ -7,9 +7,11 @@ attempt (its last), and the task row agrees with its last attempt.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.conftest import database_url
 
@@ -95,3 +97,20 @@ def all_settled(url: str | None = None) -> bool:
     """True when no task is PENDING, CLAIMED or RUNNING."""
     counts = status_counts(url)
     return not any(counts.get(s) for s in ("PENDING", "CLAIMED", "RUNNING"))
+
+
+def wait_settled(url: str | None = None, timeout_s: float = 120.0) -> None:
+    """Wait until nothing is PENDING/CLAIMED/RUNNING; on timeout, fail showing what is stuck."""
+    deadline = time.monotonic() + timeout_s
+    while not all_settled(url):
+        if time.monotonic() > deadline:
+            with psycopg.connect(url or database_url(), autocommit=True) as conn:
+                stuck = conn.execute(
+                    "SELECT t.id, t.status, t.claimed_by, t.claim_gen, "
+                    "t.claim_expires_at - now() AS lease_left, w.state, "
+                    "(SELECT count(*) FROM horsies_task_attempt a WHERE a.task_id = t.id) "
+                    "FROM horsies_task t LEFT JOIN horsies_worker w ON w.id = t.claimed_by "
+                    "WHERE t.status IN ('PENDING', 'CLAIMED', 'RUNNING') LIMIT 10"
+                ).fetchall()
+            pytest.fail(f"tasks still unsettled after {timeout_s}s: {status_counts(url)}: {stuck}")
+        time.sleep(0.05)  # polling interval of a bounded wait

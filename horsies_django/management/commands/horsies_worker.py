@@ -15,6 +15,7 @@ from horsies_django.exceptions import ConfigurationError
 from horsies_django.worker.supervisor import Supervisor, WorkerOptions
 
 MAX_PROCESSES = 256
+MAX_NAME_LENGTH = 255  # horsies_worker.name
 
 
 def positive_int(value: str) -> int:
@@ -57,6 +58,15 @@ def queue_list(value: str) -> tuple[str, ...]:
     return names
 
 
+def worker_name(value: str) -> str:
+    name = value.strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_NAME_LENGTH} characters, got {len(name)}"
+        )
+    return name
+
+
 class Command(BaseCommand):
     help = "Run a horsies worker: claim tasks and run them in a pool of child processes."
 
@@ -88,6 +98,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--worker-name",
+            type=worker_name,
             default=None,
             help="a name shown in the admin and logs (default: hostname:pid)",
         )

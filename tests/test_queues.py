@@ -1,0 +1,209 @@
+"""Queue modes, claim order, concurrency caps, pausing and --queues, with real workers."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import psycopg
+import pytest
+from django.test import override_settings
+
+from horsies_django import TaskSendOptions
+from horsies_django.conf import horsies_settings
+from horsies_django.db import sql
+from tests.conftest import WorkerProcess, database_url, sql_value, wait_until
+
+pytestmark = pytest.mark.usefixtures("clean_tables")
+
+StartWorker = Callable[..., WorkerProcess]
+
+QUEUES = [
+    {"name": "high", "priority": 1},
+    {"name": "normal", "priority": 2},
+    {"name": "low", "priority": 3},
+    {"name": "capped", "priority": 2, "max_concurrency": 2},
+    {"name": "paused", "priority": 1, "max_concurrency": 0},
+]
+CUSTOM: dict[str, Any] = {
+    "QUEUE_MODE": "CUSTOM",
+    "CUSTOM_QUEUES": QUEUES,
+    "TASK_MODULES": ["tests.testapp.queue_tasks"],
+    "HEARTBEAT_INTERVAL_MS": 500,
+    "POLL_INTERVAL_MS": 500,
+}
+
+
+@pytest.fixture
+def qtasks() -> Iterator[ModuleType]:
+    """The CUSTOM-queue tasks, registered and sent under CUSTOM settings."""
+    with override_settings(HORSIES=CUSTOM):
+        yield importlib.import_module("tests.testapp.queue_tasks")
+
+
+def custom_worker(start_worker: StartWorker, *args: str, **extra: Any) -> WorkerProcess:
+    env = {"HORSIES_TEST_OVERRIDES": json.dumps({**CUSTOM, **extra})}
+    return start_worker(*args, env=env)
+
+
+def test_claim_order_is_queue_priority_then_task_priority_then_fifo(
+    qtasks: ModuleType, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "order")
+    qtasks.low.send(path=log, token="low-1")
+    qtasks.normal.send(path=log, token="normal-fifo-1")
+    qtasks.normal.send(path=log, token="normal-fifo-2")
+    qtasks.normal.with_options(TaskSendOptions(priority=1)).send(path=log, token="normal-urgent")
+    qtasks.high.send(path=log, token="high-1")
+    qtasks.low.with_options(TaskSendOptions(priority=1)).send(path=log, token="low-urgent")
+    custom_worker(start_worker, "--processes", "1")
+    wait_until(lambda: Path(log).exists() and len(Path(log).read_text().split()) == 6,
+               what="all six tasks")
+    assert Path(log).read_text().split() == [
+        "high-1", "normal-urgent", "normal-fifo-1", "normal-fifo-2", "low-urgent", "low-1",
+    ]
+
+
+def test_queue_cap_holds_across_three_workers(
+    qtasks: ModuleType, start_worker: StartWorker
+) -> None:
+    for _ in range(24):
+        qtasks.capped.send(seconds=0.3)
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(database_url(), autocommit=True) as conn:
+            while not stop.is_set():
+                row = conn.execute(
+                    "SELECT count(*) FROM horsies_task WHERE queue_name = 'capped'"
+                    " AND status IN ('CLAIMED', 'RUNNING')"
+                ).fetchone()
+                samples.append(int(row[0]) if row else 0)
+                stop.wait(0.003)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for _ in range(3):
+            custom_worker(start_worker, "--processes", "3")
+        wait_until(
+            lambda: sql_value("SELECT count(*) FROM horsies_task WHERE status = 'COMPLETED'")
+            == 24,
+            what="24 capped tasks",
+        )
+    finally:
+        stop.set()
+        sampler.join()
+    assert len(samples) > 100
+    assert max(samples) == 2, max(samples)
+
+
+def test_cluster_wide_cap_holds(qtasks: ModuleType, start_worker: StartWorker) -> None:
+    for _ in range(12):
+        qtasks.capped.send(seconds=0.2)
+    for i in range(12):
+        qtasks.normal.send(path="/dev/null", token=str(i))
+    peak = 0
+    for _ in range(2):
+        custom_worker(start_worker, "--processes", "3", CLUSTER_WIDE_CAP=3)
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            active, done = conn.execute(
+                "SELECT count(*) FILTER (WHERE status IN ('CLAIMED', 'RUNNING')),"
+                " count(*) FILTER (WHERE status = 'COMPLETED') FROM horsies_task"
+            ).fetchone() or (0, 0)
+            peak = max(peak, active)
+            if done == 24:
+                break
+            time.sleep(0.003)  # sampling period of the bounded poll
+    assert done == 24
+    assert peak <= 3
+
+
+def test_paused_queue_is_never_claimed(
+    qtasks: ModuleType, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    paused = qtasks.paused.send(token="p").ok_value
+    other = qtasks.high.send(path=str(tmp_path / "h"), token="h").ok_value
+    custom_worker(start_worker)
+    assert other.get(timeout_ms=30_000).ok_value == "h"
+    poll_ms = CUSTOM["POLL_INTERVAL_MS"]
+    time.sleep(poll_ms * 3 / 1000)  # let several polls pass; the paused task must stay PENDING
+    assert sql_value("SELECT status FROM horsies_task WHERE id = %s", paused.task_id) == "PENDING"
+
+
+def test_worker_queues_option_limits_claims(
+    qtasks: ModuleType, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    low = qtasks.low.send(path=str(tmp_path / "l"), token="l").ok_value
+    high = qtasks.high.send(path=str(tmp_path / "h"), token="h").ok_value
+    custom_worker(start_worker, "--queues", "high")
+    assert high.get(timeout_ms=30_000).ok_value == "h"
+    assert low.get(timeout_ms=1_500).is_err()
+    assert sql_value("SELECT status FROM horsies_task WHERE id = %s", low.task_id) == "PENDING"
+    custom_worker(start_worker, "--queues", "low,normal")
+    assert low.get(timeout_ms=30_000).ok_value == "l"
+
+
+def test_unknown_queue_in_worker_option_is_refused(start_worker: StartWorker) -> None:
+    worker = start_worker("--queues", "nope", wait=False)
+    assert worker.proc.wait(timeout=60) != 0
+    assert "unknown queue" in worker.log()
+
+
+CLAIM_PARAMS = {
+    "queues": ["default"], "queue_priorities": [1], "queue_limits": [32], "limit": 32,
+    "worker_id": "00000000-0000-0000-0000-000000000000", "lease_s": 60,
+}
+
+
+def _claim_time_ms(conn: psycopg.Connection[Any], runs: int = 25) -> float:
+    """Best-of-`runs` time of a 32-task claim, each rolled back (only its cost is measured)."""
+    times = []
+    for _ in range(runs):
+        with conn.transaction():
+            start = time.perf_counter()
+            conn.execute(sql.CLAIM, CLAIM_PARAMS).fetchall()
+            times.append((time.perf_counter() - start) * 1000)
+            raise psycopg.Rollback()
+    return min(times)
+
+
+def _insert_tasks(conn: psycopg.Connection[Any], finished: int, pending: int) -> None:
+    conn.execute(
+        "INSERT INTO horsies_task (id, task_name, queue_name, priority, status, kwargs, sent_at,"
+        " enqueued_at, retry_count, max_retries, options, enqueue_sha, claim_gen, finished_at)"
+        " SELECT gen_random_uuid(), 'tests.noop', 'default', 50,"
+        " CASE WHEN g <= %(finished)s THEN 'COMPLETED' ELSE 'PENDING' END, '{}',"
+        " now() - make_interval(secs => 2000000 - g), now() - make_interval(secs => 2000000 - g),"
+        " 0, 0, '{}', '', 1, CASE WHEN g <= %(finished)s THEN now() END"
+        " FROM generate_series(1, %(total)s) AS g",
+        {"finished": finished, "total": finished + pending},
+    )
+    conn.execute("ANALYZE horsies_task")
+
+
+def test_claim_uses_partial_index_on_a_deep_backlog() -> None:
+    """A 32-task claim costs about the same with 1,000,000 finished + 100,000 pending rows
+    as on a near-empty table (64 pending rows), because it reads only the partial index."""
+    assert horsies_settings().QUEUE_MODE == "DEFAULT"
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        _insert_tasks(conn, finished=0, pending=64)
+        small_ms = _claim_time_ms(conn)
+        conn.execute("TRUNCATE horsies_task_attempt, horsies_task")
+        _insert_tasks(conn, finished=1_000_000, pending=100_000)
+        plan = "\n".join(
+            str(r[0]) for r in conn.execute("EXPLAIN " + sql.CLAIM, CLAIM_PARAMS).fetchall()
+        )
+        deep_ms = _claim_time_ms(conn)
+    assert "horsies_task_claim_idx" in plan, plan
+    assert "Seq Scan on horsies_task" not in plan, plan
+    assert deep_ms <= 2 * small_ms, (small_ms, deep_ms)
