@@ -10,5 +10,11 @@ class HorsiesDjangoConfig(AppConfig):
 
     def ready(self) -> None:
         from horsies_django import checks, registry  # noqa: F401  (checks register themselves)
+        from horsies_django.exceptions import ConfigurationError
 
-        registry.autodiscover()
+        try:
+            registry.autodiscover()
+        except ConfigurationError:
+            # Invalid HORSIES: load no tasks, so `manage.py check` (and every command that runs
+            # checks, such as horsies_worker) can report each problem with its id and hint.
+            return

@@ -207,7 +207,17 @@ def enqueue(
             break
         time.sleep(delay)  # backoff before resending to a database that just failed
         result = _insert_once(alias, definition, payload)
+    if settings.EAGER and result.is_ok():
+        _run_eagerly([result.ok_value.task_id])
     return result
+
+
+def _run_eagerly(task_ids: Sequence[str]) -> None:
+    """HORSIES['EAGER']: run just-inserted tasks now, in this process (tests only)."""
+    from horsies_django.eager import run_sent  # eager imports the registry, which imports us
+
+    for task_id in task_ids:
+        run_sent(task_id)
 
 
 def _insert_once(
@@ -343,4 +353,6 @@ def send_many(
         return results
     for i, payload in ready:
         results[i] = Ok(TaskHandle(payload.task_id, payload.task_name))
+    if horsies_settings().EAGER:
+        _run_eagerly([payload.task_id for _, payload in ready])
     return results

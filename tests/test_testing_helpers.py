@@ -177,7 +177,6 @@ def test_horsies_eager_fixture_turns_eager_on(horsies_eager: None) -> None:
     assert enabled()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the proposed eager hook in sending.py")
 def test_eager_send_returns_a_finished_handle(db: None) -> None:
     with override_settings(HORSIES={"EAGER": True}):
         handle = add.send(a=4, b=5).ok_value

@@ -75,10 +75,22 @@ ACTIONS: Final = {
     a.name: a
     for a in (
         TaskAction("cancel_tasks", "cancel_task", "Cancel", "Cancelled", _cancellable, _cancel),
-        TaskAction("reenqueue_tasks", "reenqueue_task", "Re-enqueue", "Re-enqueued",
-                   _reenqueuable, operations.reenqueue),
-        TaskAction("run_tasks_now", "run_task_now", "Run now", "Brought forward", _waiting,
-                   operations.run_now),
+        TaskAction(
+            "reenqueue_tasks",
+            "reenqueue_task",
+            "Re-enqueue",
+            "Re-enqueued",
+            _reenqueuable,
+            operations.reenqueue,
+        ),
+        TaskAction(
+            "run_tasks_now",
+            "run_task_now",
+            "Run now",
+            "Brought forward",
+            _waiting,
+            operations.run_now,
+        ),
     )
 }
 
@@ -92,7 +104,9 @@ def require_permission(request: HttpRequest) -> None:
 
 
 def perform(
-    model_admin: admin.ModelAdmin[Task], request: HttpRequest, queryset: QuerySet[Task],
+    model_admin: admin.ModelAdmin[Task],
+    request: HttpRequest,
+    queryset: QuerySet[Task],
     action: TaskAction,
 ) -> TemplateResponse | None:
     """Show the confirmation page, or (after confirmation) run the service on each task."""
@@ -101,8 +115,11 @@ def perform(
     tasks = list(queryset.order_by("-sent_at")[: MAX_BATCH + 1])
     if len(tasks) > MAX_BATCH:
         model_admin.message_user(
-            request, f"{action.title} works on at most {MAX_BATCH} tasks at once: narrow the "
-            "filter or select fewer tasks.", messages.ERROR)
+            request,
+            f"{action.title} works on at most {MAX_BATCH} tasks at once: narrow the "
+            "filter or select fewer tasks.",
+            messages.ERROR,
+        )
         return None
     if request.POST.get("post") != "yes":
         return _confirmation(model_admin, request, tasks, action)
@@ -112,7 +129,9 @@ def perform(
 
 
 def _confirmation(
-    model_admin: admin.ModelAdmin[Task], request: HttpRequest, tasks: list[Task],
+    model_admin: admin.ModelAdmin[Task],
+    request: HttpRequest,
+    tasks: list[Task],
     action: TaskAction,
 ) -> TemplateResponse:
     rows = [(t, action.applies(t)) for t in tasks]
@@ -126,13 +145,13 @@ def _confirmation(
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "media": model_admin.media,
     }
-    return TemplateResponse(
-        request, "admin/horsies_django/task/action_confirmation.html", context
-    )
+    return TemplateResponse(request, "admin/horsies_django/task/action_confirmation.html", context)
 
 
 def _report(
-    model_admin: admin.ModelAdmin[Task], request: HttpRequest, action: TaskAction,
+    model_admin: admin.ModelAdmin[Task],
+    request: HttpRequest,
+    action: TaskAction,
     outcomes: Iterable[tuple[str, Result[Any, BrokerError]]],
 ) -> None:
     done = 0
@@ -149,13 +168,14 @@ def _report(
     noun = "task" if done == 1 else "tasks"
     text = format_html("{} {} {}.", action.done, done, noun)
     if created:
-        links = format_html_join(", ", '<a href="{}">{}</a>',
-                                 ((admin_url("task", i), short_id(i)) for i in created[:20]))
+        links = format_html_join(
+            ", ", '<a href="{}">{}</a>', ((admin_url("task", i), short_id(i)) for i in created[:20])
+        )
         text = format_html("{} New: {}", text, links)
     model_admin.message_user(request, text, messages.SUCCESS if done else messages.WARNING)
     if skipped:
         total = sum(skipped.values())
-        reasons = "; ".join(f"{n} × {why}" for why, n in skipped.most_common())
+        reasons = "; ".join(f"{why} ({n})" for why, n in skipped.most_common())
         model_admin.message_user(request, f"Skipped {total}: {reasons}", messages.WARNING)
 
 

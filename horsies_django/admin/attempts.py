@@ -22,8 +22,18 @@ else:
 
 @admin.register(TaskAttempt)
 class TaskAttemptAdmin(_AttemptAdmin):
-    list_display = ("task_link", "attempt", "outcome_badge", "will_retry", "error_code",
-                    "message", "worker", "started_at", "finished_at", "took")
+    list_display = (
+        "task_link",
+        "attempt",
+        "outcome_badge",
+        "will_retry",
+        "error_code",
+        "message",
+        "worker",
+        "started_at",
+        "finished_at",
+        "took",
+    )
     list_display_links = None
     list_filter = ("outcome", filters.AttemptErrorCodeFilter, filters.AttemptWorkerFilter)
     list_select_related = ("task",)
@@ -34,9 +44,20 @@ class TaskAttemptAdmin(_AttemptAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
-    fields = ("task_link", "attempt", "outcome_badge", "will_retry", "error_code",
-              "error_message", "traceback_block", "worker", "pid", "started_at", "finished_at",
-              "took")
+    fields = (
+        "task_link",
+        "attempt",
+        "outcome_badge",
+        "will_retry",
+        "error_code",
+        "error_message",
+        "traceback_block",
+        "worker",
+        "pid",
+        "started_at",
+        "finished_at",
+        "took",
+    )
     readonly_fields = fields
 
     class Media:

@@ -23,7 +23,7 @@ class HorsiesChangeList(ChangeList):
         field = str(self.date_hierarchy)
         names = {k: f"{field}__{k}" for k in ("year", "month", "day")}
         year, month, day = (self.params.get(names[k]) for k in ("year", "month", "day"))
-        verbose = self.model._meta.get_field(field).verbose_name
+        verbose = getattr(self.model._meta.get_field(field), "verbose_name", field)
 
         def link(filters: dict[str, Any]) -> str:
             return str(self.get_query_string(filters, [f"{field}__"]))
@@ -33,40 +33,66 @@ class HorsiesChangeList(ChangeList):
         base: dict[str, Any] = {"show": True, "field_name": verbose}
         if year and month and day:
             the_day = date(int(year), int(month), int(day))
-            back = {"link": link({names["year"]: year, names["month"]: month}),
-                    "title": capfirst(formats.date_format(the_day, "YEAR_MONTH_FORMAT"))}
-            return {**base, "back": back,
-                    "choices": [{"title": capfirst(formats.date_format(the_day,
-                                                                       "MONTH_DAY_FORMAT"))}]}
+            back = {
+                "link": link({names["year"]: year, names["month"]: month}),
+                "title": capfirst(formats.date_format(the_day, "YEAR_MONTH_FORMAT")),
+            }
+            return {
+                **base,
+                "back": back,
+                "choices": [{"title": capfirst(formats.date_format(the_day, "MONTH_DAY_FORMAT"))}],
+            }
         if year and month:
             y, m = int(year), int(month)
             starts = [_at(y, m, d) for d in range(1, calendar.monthrange(y, m)[1] + 1)]
             end = _at(y + (m == 12), m % 12 + 1, 1)
-            days = [timezone.localtime(s).date() for s in _present(self.queryset, field,
-                                                                   starts, end)]
-            return {**base, "back": {"link": link({names["year"]: year}), "title": str(year)},
-                    "choices": [{"link": link({names["year"]: year, names["month"]: month,
-                                               names["day"]: d.day}),
-                                 "title": capfirst(formats.date_format(d, "MONTH_DAY_FORMAT"))}
-                                for d in days]}
+            days = [
+                timezone.localtime(s).date() for s in _present(self.queryset, field, starts, end)
+            ]
+            return {
+                **base,
+                "back": {"link": link({names["year"]: year}), "title": str(year)},
+                "choices": [
+                    {
+                        "link": link(
+                            {names["year"]: year, names["month"]: month, names["day"]: d.day}
+                        ),
+                        "title": capfirst(formats.date_format(d, "MONTH_DAY_FORMAT")),
+                    }
+                    for d in days
+                ],
+            }
         if year:
             y = int(year)
             starts = [_at(y, m, 1) for m in range(1, 13)]
-            months = [timezone.localtime(s).date() for s in _present(self.queryset, field,
-                                                                     starts, _at(y + 1, 1, 1))]
-            return {**base, "back": {"link": link({}), "title": "All dates"},
-                    "choices": [{"link": link({names["year"]: year, names["month"]: d.month}),
-                                 "title": capfirst(formats.date_format(d, "YEAR_MONTH_FORMAT"))}
-                                for d in months]}
+            months = [
+                timezone.localtime(s).date()
+                for s in _present(self.queryset, field, starts, _at(y + 1, 1, 1))
+            ]
+            return {
+                **base,
+                "back": {"link": link({}), "title": "All dates"},
+                "choices": [
+                    {
+                        "link": link({names["year"]: year, names["month"]: d.month}),
+                        "title": capfirst(formats.date_format(d, "YEAR_MONTH_FORMAT")),
+                    }
+                    for d in months
+                ],
+            }
         first_last = self._range(field)
         if first_last is None:
             return {**base, "choices": []}
         first, last = first_last
         starts = [_at(y, 1, 1) for y in range(first.year, last.year + 1)]
-        years = [timezone.localtime(s).year for s in _present(self.queryset, field, starts,
-                                                               _at(last.year + 1, 1, 1))]
-        return {**base, "choices": [{"link": link({names["year"]: str(y)}), "title": str(y)}
-                                    for y in years]}
+        years = [
+            timezone.localtime(s).year
+            for s in _present(self.queryset, field, starts, _at(last.year + 1, 1, 1))
+        ]
+        return {
+            **base,
+            "choices": [{"link": link({names["year"]: str(y)}), "title": str(y)} for y in years],
+        }
 
     def _range(self, field: str) -> tuple[datetime, datetime] | None:
         found = self.queryset.aggregate(first=Min(field), last=Max(field))
@@ -87,8 +113,9 @@ def _at(year: int, month: int, day: int) -> datetime:
     return timezone.make_aware(datetime(year, month, day))
 
 
-def _present(queryset: QuerySet[Any], field: str, starts: list[datetime],
-             end: datetime) -> list[datetime]:
+def _present(
+    queryset: QuerySet[Any], field: str, starts: list[datetime], end: datetime
+) -> list[datetime]:
     """The period starts that hold at least one row: one MIN() probe per present period."""
     found: list[datetime] = []
     i = 0

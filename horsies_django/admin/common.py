@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from django.core.paginator import Paginator
@@ -24,8 +24,13 @@ EXACT_COUNT_CAP: Final = 10_000
 MEDIA_CSS: Final = {"all": ("horsies_django/admin.css",)}
 MEDIA_JS: Final = ("horsies_django/admin.js",)
 
+if TYPE_CHECKING:  # generic only in the stubs
+    _Paginator = Paginator[Any]
+else:
+    _Paginator = Paginator
 
-class EstimatedCountPaginator(Paginator):
+
+class EstimatedCountPaginator(_Paginator):
     """Counts exactly up to `EXACT_COUNT_CAP` rows, then uses the planner's estimate.
 
     The capped count keeps the list's ordering so it walks the same index as the page query.
@@ -37,7 +42,7 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         queryset: QuerySet[Any] = self.object_list  # type: ignore[assignment]
         ordering = list(queryset.query.order_by)[:1] or ["-pk"]
-        capped = queryset.order_by(*ordering)[: EXACT_COUNT_CAP + 1].count()
+        capped = queryset.order_by(*ordering).values("pk")[: EXACT_COUNT_CAP + 1].count()
         if capped <= EXACT_COUNT_CAP:
             return capped
         self.is_estimate = True
@@ -61,8 +66,10 @@ def copyable_id(value: UUID | str | None, url: str | None = None) -> SafeString:
     )
     return format_html(
         '<span class="hz-id">{}<button type="button" class="hz-copy" data-copy="{}" '
-        'title="Copy the full id" aria-label="Copy {}">⧉</button></span>',
-        label, value, value,
+        'title="Copy the full id" aria-label="Copy {}">copy</button></span>',
+        label,
+        value,
+        value,
     )
 
 

@@ -76,8 +76,11 @@ class FinishedWithinFilter(admin.SimpleListFilter):
     parameter_name = "finished"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("1h", "In the last hour"), ("24h", "In the last 24 hours"),
-                ("7d", "In the last 7 days")]
+        return [
+            ("1h", "In the last hour"),
+            ("24h", "In the last 24 hours"),
+            ("7d", "In the last 7 days"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         window = WINDOWS.get(self.value() or "")

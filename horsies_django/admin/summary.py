@@ -41,34 +41,58 @@ def build(oldest_first: str) -> dict[str, list[Tile]]:
     queues = [q.name for q in conf.queues]
     now = timezone.now()
     data = admin_queries.summary(
-        conf.DATABASE_ALIAS, statuses=statuses, queues=queues, since=now - timedelta(hours=1),
-        stale_s=conf.WORKER_STALE_AFTER_MS / 1000, cap=CAP,
+        conf.DATABASE_ALIAS,
+        statuses=statuses,
+        queues=queues,
+        since=now - timedelta(hours=1),
+        stale_s=conf.WORKER_STALE_AFTER_MS / 1000,
+        cap=CAP,
     )
     estimates = (
         admin_queries.status_estimates(conf.DATABASE_ALIAS)
-        if any(n >= CAP for n in data.status_counts.values()) else {}
+        if any(n >= CAP for n in data.status_counts.values())
+        else {}
     )
     tasks = [
-        Tile(s.title(), _count(data.status_counts.get(s, 0), estimates.get(s)),
-             changelist_url("task", urlencode({"status__exact": s})), f"hz-{s.lower()}")
+        Tile(
+            s.title(),
+            _count(data.status_counts.get(s, 0), estimates.get(s)),
+            changelist_url("task", urlencode({"status__exact": s})),
+            f"hz-{s.lower()}",
+        )
         for s in statuses
     ]
     queue_tiles = [
-        Tile(q, _count(data.queue_depths.get(q, 0)),
-             changelist_url("task", urlencode({"status__exact": "PENDING", "queue_name": q})))
+        Tile(
+            q,
+            _count(data.queue_depths.get(q, 0)),
+            changelist_url("task", urlencode({"status__exact": "PENDING", "queue_name": q})),
+        )
         for q in queues
     ]
     oldest = data.oldest_pending_sent_at
     health = [
-        Tile("Oldest pending", human_duration(now - oldest) if oldest else "-",
-             changelist_url("task", urlencode({"status__exact": "PENDING", "o": oldest_first}))),
-        Tile("Failed, last hour", _count(data.failed_recently),
-             changelist_url("task", urlencode({"status__exact": "FAILED", "finished": "1h"})),
-             "hz-failed" if data.failed_recently else ""),
-        Tile("Live workers", str(data.live_workers),
-             changelist_url("worker", urlencode({"liveness": "alive"}))),
-        Tile("Stale workers", str(data.stale_workers),
-             changelist_url("worker", urlencode({"liveness": "stale"})),
-             "hz-stale" if data.stale_workers else ""),
+        Tile(
+            "Oldest pending",
+            human_duration(now - oldest) if oldest else "-",
+            changelist_url("task", urlencode({"status__exact": "PENDING", "o": oldest_first})),
+        ),
+        Tile(
+            "Failed, last hour",
+            _count(data.failed_recently),
+            changelist_url("task", urlencode({"status__exact": "FAILED", "finished": "1h"})),
+            "hz-failed" if data.failed_recently else "",
+        ),
+        Tile(
+            "Live workers",
+            str(data.live_workers),
+            changelist_url("worker", urlencode({"liveness": "alive"})),
+        ),
+        Tile(
+            "Stale workers",
+            str(data.stale_workers),
+            changelist_url("worker", urlencode({"liveness": "stale"})),
+            "hz-stale" if data.stale_workers else "",
+        ),
     ]
     return {"Tasks by status": tasks, "Pending per queue": queue_tiles, "Health": health}

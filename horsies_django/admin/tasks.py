@@ -16,8 +16,17 @@ from horsies_django.admin import actions, common, filters, search, summary
 from horsies_django.admin.changelist import HorsiesChangeList
 from horsies_django.models import Task, TaskAttempt
 
-LIST_DISPLAY = ("id_link", "task_name", "queue_name", "status_badge", "attempts", "sent_at",
-                "started_at", "finished_at", "duration")
+LIST_DISPLAY = (
+    "id_link",
+    "task_name",
+    "queue_name",
+    "status_badge",
+    "attempts",
+    "sent_at",
+    "started_at",
+    "finished_at",
+    "duration",
+)
 
 if TYPE_CHECKING:  # django's admin classes are generic only in the stubs
     _AttemptInline = admin.TabularInline[TaskAttempt, Task]
@@ -33,8 +42,19 @@ class TaskAttemptInline(_AttemptInline):
     max_num = 0
     can_delete = False
     ordering = ("attempt",)
-    fields = ("attempt", "outcome_badge", "will_retry", "error_code", "error_message",
-              "worker", "pid", "started_at", "finished_at", "took", "traceback_block")
+    fields = (
+        "attempt",
+        "outcome_badge",
+        "will_retry",
+        "error_code",
+        "error_message",
+        "worker",
+        "pid",
+        "started_at",
+        "finished_at",
+        "took",
+        "traceback_block",
+    )
     readonly_fields = fields
     verbose_name_plural = "attempts"
 
@@ -63,8 +83,10 @@ class TaskAttemptInline(_AttemptInline):
     def traceback_block(self, obj: TaskAttempt) -> SafeString:
         if not obj.traceback:
             return format_html("{}", "-")
-        return format_html('<details class="hz-details"><summary>show</summary>{}</details>',
-                           common.preformatted(obj.traceback))
+        return format_html(
+            '<details class="hz-details"><summary>show</summary>{}</details>',
+            common.preformatted(obj.traceback),
+        )
 
 
 @admin.register(Task)
@@ -72,8 +94,13 @@ class TaskAdmin(_TaskAdmin):
     list_display = LIST_DISPLAY
     list_display_links = None
     sortable_by = ("sent_at", "finished_at")
-    list_filter = ("status", filters.QueueFilter, filters.TaskNameFilter, filters.ErrorCodeFilter,
-                   filters.FinishedWithinFilter)
+    list_filter = (
+        "status",
+        filters.QueueFilter,
+        filters.TaskNameFilter,
+        filters.ErrorCodeFilter,
+        filters.FinishedWithinFilter,
+    )
     date_hierarchy = "sent_at"
     search_fields = ("id",)  # the box is shown; get_search_results decides what matches
     search_help_text = (
@@ -87,17 +114,44 @@ class TaskAdmin(_TaskAdmin):
     actions = ("cancel_tasks", "reenqueue_tasks", "run_tasks_now")
     inlines = (TaskAttemptInline,)
     fieldsets = (
-        (None, {"fields": ("id_full", "task_name", "queue_name", "priority", "status_badge",
-                           "retries", "origin_link")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id_full",
+                    "task_name",
+                    "queue_name",
+                    "priority",
+                    "status_badge",
+                    "retries",
+                    "origin_link",
+                )
+            },
+        ),
         ("Arguments", {"fields": ("kwargs_json",)}),
-        ("Outcome", {"fields": ("error_code", "failed_reason_block", "result_json",
-                                "last_traceback")}),
+        (
+            "Outcome",
+            {"fields": ("error_code", "failed_reason_block", "result_json", "last_traceback")},
+        ),
         ("Ran with", {"fields": ("retry_policy", "timeout", "enqueue_sha")}),
-        ("Timing", {"fields": ("sent_at", "enqueued_at", "next_retry_at", "good_until",
-                               "claimed_at", "started_at", "finished_at", "duration")}),
+        (
+            "Timing",
+            {
+                "fields": (
+                    "sent_at",
+                    "enqueued_at",
+                    "next_retry_at",
+                    "good_until",
+                    "claimed_at",
+                    "started_at",
+                    "finished_at",
+                    "duration",
+                )
+            },
+        ),
         ("Claim", {"fields": ("claimed_by_link", "claim_gen", "claim_expires_at")}),
     )
-    readonly_fields = tuple(f for _, opts in fieldsets for f in opts["fields"])
+    readonly_fields = tuple(str(f) for _, opts in fieldsets for f in opts["fields"])
 
     class Media:
         css = common.MEDIA_CSS
@@ -126,10 +180,17 @@ class TaskAdmin(_TaskAdmin):
     # ------------------------------------------------------------------ list
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
-        attempts = (TaskAttempt.objects.filter(task_id=OuterRef("pk")).order_by()
-                    .values("task_id").annotate(n=Count("pk")).values("n"))
-        return super().get_queryset(request).annotate(
-            attempt_count=Coalesce(Subquery(attempts, output_field=IntegerField()), 0)
+        attempts = (
+            TaskAttempt.objects.filter(task_id=OuterRef("pk"))
+            .order_by()
+            .values("task_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(attempt_count=Coalesce(Subquery(attempts, output_field=IntegerField()), 0))
         )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[HorsiesChangeList]:
@@ -143,8 +204,7 @@ class TaskAdmin(_TaskAdmin):
             return queryset, False
         q = search.id_filter(term) or search.kwargs_filter(term)
         if q is None:
-            q = search.text_filter(term, filters.task_names(request),
-                                   filters.error_codes(request))
+            q = search.text_filter(term, filters.task_names(request), filters.error_codes(request))
         return queryset.filter(q), False
 
     def changelist_view(
@@ -176,20 +236,28 @@ class TaskAdmin(_TaskAdmin):
     # ------------------------------------------------------------------ detail
 
     def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "",
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         obj = self.get_object(request, object_id)
-        buttons = [] if obj is None else [
-            (a.name, a.title) for a in actions.ACTIONS.values()
-            if a.allowed(request) and a.applies(obj) is None
-        ]
+        buttons = (
+            []
+            if obj is None
+            else [
+                (a.name, a.title)
+                for a in actions.ACTIONS.values()
+                if a.allowed(request) and a.applies(obj) is None
+            ]
+        )
         context = {"horsies_actions": buttons, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description="id")
     def id_full(self, obj: Task) -> SafeString:
-        return format_html('<code>{}</code> {}', obj.pk, common.copyable_id(obj.pk))
+        return format_html("<code>{}</code> {}", obj.pk, common.copyable_id(obj.pk))
 
     @admin.display(description="retries used")
     def retries(self, obj: Task) -> str:
@@ -233,11 +301,12 @@ class TaskAdmin(_TaskAdmin):
     # ------------------------------------------------------------------ actions
 
     @admin.action(description="Cancel selected tasks…", permissions=["cancel"])
-    def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> TemplateResponse | None:
+    def cancel_tasks(
+        self, request: HttpRequest, queryset: QuerySet[Task]
+    ) -> TemplateResponse | None:
         return actions.perform(self, request, queryset, actions.ACTIONS["cancel_tasks"])
 
-    @admin.action(description="Re-enqueue selected tasks as new tasks…",
-                  permissions=["reenqueue"])
+    @admin.action(description="Re-enqueue selected tasks as new tasks…", permissions=["reenqueue"])
     def reenqueue_tasks(
         self, request: HttpRequest, queryset: QuerySet[Task]
     ) -> TemplateResponse | None:

@@ -30,13 +30,34 @@ def liveness(worker: Worker) -> str:
 
 @admin.register(Worker)
 class WorkerAdmin(_WorkerAdmin):
-    list_display = ("name", "hostname", "pid", "processes", "queue_list", "started_at",
-                    "heartbeat_at", "liveness_badge", "running_now")
+    list_display = (
+        "name",
+        "hostname",
+        "pid",
+        "processes",
+        "queue_list",
+        "started_at",
+        "heartbeat_at",
+        "liveness_badge",
+        "running_now",
+    )
     list_filter = (filters.WorkerLivenessFilter, "state", "hostname")
     search_fields = ("name", "hostname")
     show_facets = admin.ShowFacets.NEVER
-    fields = ("id", "name", "hostname", "pid", "processes", "queue_list", "state",
-              "liveness_badge", "started_at", "heartbeat_at", "stopped_at", "running_now")
+    fields = (
+        "id",
+        "name",
+        "hostname",
+        "pid",
+        "processes",
+        "queue_list",
+        "state",
+        "liveness_badge",
+        "started_at",
+        "heartbeat_at",
+        "stopped_at",
+        "running_now",
+    )
     readonly_fields = fields
 
     class Media:
@@ -54,10 +75,17 @@ class WorkerAdmin(_WorkerAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         # Served by the partial index on claimed_by for CLAIMED/RUNNING rows: one probe per row.
-        held = (Task.objects.filter(claimed_by=OuterRef("pk"), status__in=ACTIVE_STATUSES)
-                .order_by().values("claimed_by").annotate(n=Count("pk")).values("n"))
-        return super().get_queryset(request).annotate(
-            running_count=Coalesce(Subquery(held, output_field=IntegerField()), 0)
+        held = (
+            Task.objects.filter(claimed_by=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+            .order_by()
+            .values("claimed_by")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(running_count=Coalesce(Subquery(held, output_field=IntegerField()), 0))
         )
 
     @admin.display(description="queues")

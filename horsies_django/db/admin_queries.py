@@ -32,25 +32,22 @@ SELECT value FROM v WHERE value IS NOT NULL LIMIT %s
 """
 _DISTINCT_COLUMNS: Final = frozenset({"task_name", "error_code", "queue_name"})
 
-# The summary above the task list, in one round trip. Every count is capped (`cap`); the
-# ORDER BY keeps a rare status on its (status, sent_at) index instead of a bounded seq scan.
+# The summary above the task list, in one round trip. Every count is capped; each status and
+# queue gets its own subquery so the planner sees a constant and walks the matching index
+# (with a parameter it may pick a filtered scan that reads the whole table for a rare status).
+_STATUS_COUNT: Final = """(SELECT count(*) FROM (
+    SELECT 1 FROM horsies_task WHERE status = %s ORDER BY sent_at LIMIT %s) c)"""
+_QUEUE_DEPTH: Final = """(SELECT count(*) FROM (
+    SELECT 1 FROM horsies_task WHERE status = 'PENDING' AND queue_name = %s LIMIT %s) c)"""
 _SUMMARY: Final = """
-SELECT
-  (SELECT json_object_agg(s, (SELECT count(*) FROM (
-      SELECT 1 FROM horsies_task t WHERE t.status = s ORDER BY t.sent_at LIMIT %(cap)s) c))
-   FROM unnest(%(statuses)s::text[]) s),
-  (SELECT json_object_agg(q, (SELECT count(*) FROM (
-      SELECT 1 FROM horsies_task t WHERE t.status = 'PENDING' AND t.queue_name = q
-      LIMIT %(cap)s) c))
-   FROM unnest(%(queues)s::text[]) q),
+SELECT ARRAY[{statuses}]::bigint[], ARRAY[{queues}]::bigint[],
   (SELECT min(sent_at) FROM horsies_task WHERE status = 'PENDING'),
   (SELECT count(*) FROM (
-      SELECT 1 FROM horsies_task WHERE status = 'FAILED' AND finished_at >= %(since)s
-      LIMIT %(cap)s) c),
+      SELECT 1 FROM horsies_task WHERE status = 'FAILED' AND finished_at >= %s LIMIT %s) c),
   (SELECT count(*) FROM horsies_worker WHERE state IN ('RUNNING', 'STOPPING')
-      AND heartbeat_at >= now() - make_interval(secs => %(stale_s)s)),
+      AND heartbeat_at >= now() - make_interval(secs => %s)),
   (SELECT count(*) FROM horsies_worker WHERE state IN ('RUNNING', 'STOPPING')
-      AND heartbeat_at < now() - make_interval(secs => %(stale_s)s))
+      AND heartbeat_at < now() - make_interval(secs => %s))
 """
 
 # Rows per status as the statistics see them (most common values x live rows).
@@ -95,27 +92,38 @@ def plan_rows(queryset: QuerySet[Any]) -> int:
 def distinct_values(alias: str, column: str, limit: int = 200) -> list[str]:
     """Up to `limit` distinct non-null values of an indexed horsies_task column, sorted."""
     if column not in _DISTINCT_COLUMNS:
-        raise ValueError(f"no loose index scan for column {column!r}: use one of "
-                         f"{sorted(_DISTINCT_COLUMNS)}")
+        raise ValueError(
+            f"no loose index scan for column {column!r}: use one of {sorted(_DISTINCT_COLUMNS)}"
+        )
     with connections[alias].cursor() as cur:
         cur.execute(_LOOSE_SCAN.format(col=column), (limit,))
         return [str(r[0]) for r in cur.fetchall()]
 
 
 def summary(
-    alias: str, *, statuses: list[str], queues: list[str], since: datetime, stale_s: float,
+    alias: str,
+    *,
+    statuses: list[str],
+    queues: list[str],
+    since: datetime,
+    stale_s: float,
     cap: int,
 ) -> Summary:
     """Capped counts per status and per queue, oldest PENDING, recent failures, workers."""
-    params = {"cap": cap, "statuses": statuses, "queues": queues, "since": since,
-              "stale_s": stale_s}
+    sql = _SUMMARY.format(
+        statuses=", ".join([_STATUS_COUNT] * len(statuses)) or "NULL",
+        queues=", ".join([_QUEUE_DEPTH] * len(queues)) or "NULL",
+    )
+    params: list[Any] = [p for s in statuses for p in (s, cap)]
+    params += [p for q in queues for p in (q, cap)]
+    params += [since, cap, stale_s, stale_s]
     with connections[alias].cursor() as cur:
-        cur.execute(_SUMMARY, params)
+        cur.execute(sql, params)
         row = cur.fetchone()
     assert row is not None  # a SELECT without FROM always returns one row
     return Summary(
-        status_counts=_json_counts(row[0]),
-        queue_depths=_json_counts(row[1]),
+        status_counts=dict(zip(statuses, map(int, row[0] or []), strict=False)),
+        queue_depths=dict(zip(queues, map(int, row[1] or []), strict=False)),
         oldest_pending_sent_at=row[2],
         failed_recently=int(row[3]),
         live_workers=int(row[4]),
@@ -135,10 +143,3 @@ def kwargs_has_value(value: Any) -> RawSQL:
     """A filter expression: some value anywhere inside the task's kwargs equals `value`."""
     literal = json.dumps(value)  # JSON string/number literals are valid jsonpath literals
     return RawSQL(_KWARGS_HAS_VALUE, (f"$.** ? (@ == {literal})",), output_field=BooleanField())
-
-
-def _json_counts(value: Any) -> dict[str, int]:
-    if value is None:
-        return {}
-    data = json.loads(value) if isinstance(value, str) else value
-    return {str(k): int(v) for k, v in data.items()}

@@ -116,14 +116,13 @@ LOCK_CAPS: Final = "SELECT pg_advisory_xact_lock(%s)"
 
 # --------------------------------------------------------------------------- running
 
-# Start claimed tasks: CLAIMED -> RUNNING just before dispatch. A task cancelled since the
-# claim is not returned, so it is never handed to a child.
+# Start this worker's claimed tasks: CLAIMED -> RUNNING just before dispatch. A task cancelled
+# since the claim is no longer CLAIMED, so it is not returned and never handed to a child.
 START_CLAIMS: Final = """
-UPDATE horsies_task t
+UPDATE horsies_task
 SET status = 'RUNNING', started_at = now()
-FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
-WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
-RETURNING t.id
+WHERE claimed_by = %s AND status = 'CLAIMED'
+RETURNING id, claim_gen
 """
 
 # The RUNNING mark may be lost in a server crash (the rescuer then requeues the CLAIMED

@@ -201,14 +201,12 @@ def next_due_seconds(conn: psycopg.Connection[Row], queues: Sequence[str]) -> fl
     return None if row is None or row[0] is None else float(row[0])
 
 
-def start_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
-    """CLAIMED -> RUNNING for these (id, generation) pairs; returns the ids that were started."""
+def start_claims(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> dict[str, int]:
+    """CLAIMED -> RUNNING for everything this worker holds claimed; {task id: generation}."""
     with conn.transaction():
         conn.execute(sql.ASYNC_COMMIT)
-        rows = conn.execute(
-            sql.START_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
-        ).fetchall()
-    return {str(r[0]) for r in rows}
+        rows = conn.execute(sql.START_CLAIMS, (worker_id,)).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,7 +82,7 @@ class Completer:
     def __init__(self, worker_id: uuid.UUID) -> None:
         self.worker_id = worker_id
         self.finishes: list[Finish] = []
-        self.releases: list[Claimed] = []
+        self.releases: list[tuple[str, int]] = []
 
     def add(self, claimed: Claimed, outcome: Outcome, pid: int | None) -> Finish:
         finish = decide(claimed, outcome, pid, self.worker_id)
@@ -92,30 +92,45 @@ class Completer:
 
     def add_release(self, claimed: Claimed) -> None:
         """Hand back a claim whose user code never started (it goes back to PENDING)."""
-        self.releases.append(claimed)
+        self.releases.append((claimed.task_id, claimed.claim_gen))
+
+    def add_release_id(self, task_id: str, claim_gen: int) -> None:
+        self.releases.append((task_id, claim_gen))
 
     @property
     def pending(self) -> int:
         return len(self.finishes) + len(self.releases)
 
-    def flush(self, conn: psycopg.Connection[Row]) -> Sequence[Finish]:
-        """Write everything pending in one transaction; returns the finishes written.
-
-        Raises psycopg errors (nothing is dropped: the batch is kept for the next try).
-        """
-        finishes, releases = self.finishes, self.releases
-        if not (finishes or releases):
-            return []
-        with conn.transaction():
-            if releases:
-                store.release_claims(conn, [(c.task_id, c.claim_gen) for c in releases])
-            recorded = store.finish(conn, finishes) if finishes else set()
+    def take(self) -> Batch:
+        """Everything pending, removed from the queue; `restore` it if the write fails."""
+        batch = Batch(self.finishes, self.releases)
         self.finishes, self.releases = [], []
-        for f in finishes:
+        return batch
+
+    def restore(self, batch: Batch) -> None:
+        self.finishes[:0] = batch.finishes
+        self.releases[:0] = batch.releases
+
+    def write(self, conn: psycopg.Connection[Row], batch: Batch) -> None:
+        """Write a batch inside the caller's transaction (its commit makes it count)."""
+        if batch.releases:
+            store.release_claims(conn, batch.releases)
+        if not batch.finishes:
+            return
+        recorded = store.finish(conn, batch.finishes)
+        for f in batch.finishes:
             if f.task_id not in recorded:
                 logger.warning(
                     "discarded the late outcome of task %s (claim %s): another claim owns it now",
                     f.task_id,
                     f.claim_gen,
                 )
-        return finishes
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    finishes: list[Finish]
+    releases: list[tuple[str, int]]
+
+    def __bool__(self) -> bool:
+        return bool(self.finishes or self.releases)

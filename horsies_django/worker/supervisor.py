@@ -382,48 +382,63 @@ class Supervisor:
     # ------------------------------------------------------------------ database
 
     def _write(self, claim: bool) -> None:
-        """Record pending outcomes and (optionally) claim, in one transaction."""
+        """Record pending outcomes and claim, in one transaction; then start what was claimed.
+
+        Pipelined, so the whole exchange costs a few round trips whatever the batch size.
+        """
         db, pool = self.db, self.pool
         if db is None or pool is None:
             return
         idle = pool.idle_slots() if claim else []
+        started: dict[str, int] = {}
+        batch = self.completer.take()
         try:
-            with db.transaction():
-                self.completer.flush(db)
-                claimed = self.planner.claim(db, self.worker_id, len(idle)) if idle else []
+            with db.pipeline():
+                with db.transaction():
+                    self.completer.write(db, batch)
+                    claimed = self.planner.claim(db, self.worker_id, len(idle)) if idle else []
+                if claimed:
+                    started = store.start_claims(db, self.worker_id)
         except DB_ERRORS as exc:
+            self.completer.restore(batch)
             self._db_lost(exc)
             return
         if claim:
-            self._after_claim(db, idle, claimed)
+            self._after_claim(idle, claimed, started)
 
     def _after_claim(
-        self, db: psycopg.Connection[store.Row], idle: list[Slot], claimed: list[store.Claimed]
+        self, idle: list[Slot], claimed: list[store.Claimed], started: dict[str, int]
     ) -> None:
+        """Dispatch what was started; hand back anything started that we did not claim now."""
         pool = self.pool
         assert pool is not None
         now = time.monotonic()
+        polled = now >= self.next_poll
         self.claim_wanted = False
         self.next_poll = now + self.settings.POLL_INTERVAL_MS / 1000
         self.backlog = len(claimed) >= len(idle)
-        if claimed:
-            try:
-                started = store.start_claims(db, [(c.task_id, c.claim_gen) for c in claimed])
-            except DB_ERRORS as exc:
-                self._db_lost(exc)  # still CLAIMED: the rescuer requeues them if we don't return
-                return
-            runnable = [c for c in claimed if c.task_id in started]
-            for slot, task in zip(idle, runnable, strict=False):
-                pool.dispatch(slot, task)
-        if not self.backlog:
-            try:
-                due = store.next_due_seconds(db, self.planner.queue_names)
-            except DB_ERRORS as exc:
-                self._db_lost(exc)
-                return
-            self.next_due = None if due is None else now + max(0.0, due)
-        else:
+        runnable = [c for c in claimed if started.get(c.task_id) == c.claim_gen]
+        for slot, task in zip(idle, runnable, strict=False):
+            pool.dispatch(slot, task)
+        known = {c.task_id for c in claimed}
+        for task_id, gen in started.items():
+            if task_id not in known:  # claimed earlier but never dispatched (e.g. lost reply)
+                self.completer.add_release_id(task_id, gen)
+        if self.backlog:
             self.claim_wanted = True
+        elif polled or not claimed:
+            self._refresh_next_due()
+
+    def _refresh_next_due(self) -> None:
+        """When nothing is eligible, sleep until the earliest delayed task becomes due."""
+        if self.db is None:
+            return
+        try:
+            due = store.next_due_seconds(self.db, self.planner.queue_names)
+        except DB_ERRORS as exc:
+            self._db_lost(exc)
+            return
+        self.next_due = None if due is None else time.monotonic() + max(0.0, due)
 
     def _heartbeat(self) -> None:
         self.next_heartbeat = time.monotonic() + self.settings.HEARTBEAT_INTERVAL_MS / 1000

@@ -168,3 +168,6 @@ def flaky_slow_retry(*, counter: str) -> TaskResult[int, TaskError]:
     if calls <= 1:
         return TaskResult(err=TaskError(error_code="TIMEOUT", message="timed out"))
     return TaskResult(ok=calls)
+
+
+from tests.testapp import admin_tasks  # noqa: E402, F401  (H3 TEMP LOCAL EDIT)

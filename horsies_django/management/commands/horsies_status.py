@@ -8,13 +8,14 @@ that (the rescuer will recover its tasks), "stopped" or "dead" once its row says
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any, Final, cast
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandParser, OutputWrapper
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -153,6 +154,23 @@ def _hms(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+class _Verbatim(io.TextIOBase):
+    """The command's stdout without Django's added line endings (they break live redraws)."""
+
+    def __init__(self, out: OutputWrapper) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text, ending="")
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return self.out.isatty()
+
+
 class Command(BaseCommand):
     help = "Show queue depths, running and failed tasks, and worker liveness."
 
@@ -187,7 +205,8 @@ class Command(BaseCommand):
             return
 
     def _console(self) -> Console:
-        return Console(file=cast(IO[str], self.stdout), width=None if self.stdout.isatty() else 120)
+        width = None if self.stdout.isatty() else 120
+        return Console(file=cast(IO[str], _Verbatim(self.stdout)), width=width)
 
     def _show_once(self, settings: HorsiesSettings, as_json: bool) -> None:
         data = snapshot(settings)

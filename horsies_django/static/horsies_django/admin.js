@@ -7,8 +7,8 @@ document.addEventListener("click", (event) => {
   const text = button.dataset.copy;
   const done = () => {
     button.classList.add("hz-copied");
-    button.textContent = "✓";
-    setTimeout(() => { button.classList.remove("hz-copied"); button.textContent = "⧉"; }, 1200);
+    button.textContent = "copied";
+    setTimeout(() => { button.classList.remove("hz-copied"); button.textContent = "copy"; }, 1200);
   };
   if (navigator.clipboard && window.isSecureContext) {
     navigator.clipboard.writeText(text).then(done, () => window.prompt("Copy the id:", text));

@@ -1,0 +1,132 @@
+"""End to end in headless Chromium: log in, find a failed task, re-enqueue it, see it complete.
+
+Needs Debian's /usr/bin/chromium and the `playwright` package (no `playwright install`).
+Also writes the screenshots used by docs/admin.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from tests.conftest import ROOT, sql_value, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = ROOT / "docs" / "img"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.usefixtures("clean_tables"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None,
+        reason="the playwright package is not installed",
+    ),
+]
+
+
+@pytest.fixture
+def flaky_failed(start_worker: Callable[..., Any], tmp_path: Path) -> str:
+    """An operator account, a running worker, and a `tests.flaky_once` task that has FAILED.
+
+    Everything that uses Django's ORM happens here, before Playwright starts its event loop.
+    """
+    from tests.testapp import admin_tasks
+    from tests.testapp.tasks import add, domain_error
+
+    User.objects.create_superuser("operator", "op@example.com", "s3cret-pass")
+    flaky_id = str(admin_tasks.flaky_once.send(marker=str(tmp_path / "marker")).ok_value.task_id)
+    for i in range(3):
+        add.send(a=i, b=1)
+    domain_error.send(reason="out of stock")
+    start_worker()
+    wait_until(lambda: task_status(flaky_id) == "FAILED", what="the first run to fail")
+    wait_until(
+        lambda: (
+            not sql_value(
+                "SELECT count(*) FROM horsies_task WHERE status NOT IN ('COMPLETED', 'FAILED')"
+            )
+        ),
+        what="all tasks done",
+    )
+    return flaky_id
+
+
+@pytest.fixture
+def page(live_server: Any, flaky_failed: str) -> Iterator[Any]:
+    """A logged-out Chromium page (1280x900, light theme)."""
+    if "django.contrib.staticfiles" not in settings.INSTALLED_APPS:
+        pytest.fail("tests/settings.py needs 'django.contrib.staticfiles' in INSTALLED_APPS and "
+                    "STATIC_URL = 'static/': without them the live server cannot serve the admin")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+        context.set_default_timeout(20_000)
+        yield context.new_page()
+        browser.close()
+
+
+def task_status(task_id: str) -> str | None:
+    value = sql_value("SELECT status FROM horsies_task WHERE id = %s", task_id)
+    return None if value is None else str(value)
+
+
+def test_operator_reenqueues_a_failed_task_and_sees_it_complete(
+    live_server: Any, flaky_failed: str, page: Any
+) -> None:
+    flaky_id = flaky_failed
+    base = live_server.url
+
+    page.goto(f"{base}/admin/login/?next=/admin/horsies_django/task/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "s3cret-pass")
+    page.click("input[type=submit]")
+    page.wait_for_selector(".hz-summary")
+    page.screenshot(path=str(SHOTS / "admin-changelist.png"), full_page=True)
+
+    page.click("#changelist-filter a[href*='status__exact=FAILED']")
+    page.wait_for_url(re.compile(r"status__exact=FAILED"))
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 2  # the flaky task and the domain error
+    page.click(f"#result_list a[href*='{flaky_id}']")
+    page.wait_for_selector("#attempts-group")
+    inline = page.locator("#attempts-group")
+    assert inline.locator(".hz-badge.hz-failed").count() == 1
+    assert "first run: created marker" in inline.inner_text()
+    assert "RuntimeError" in page.locator(".field-last_traceback pre").inner_text()
+    page.screenshot(path=str(SHOTS / "admin-task-detail.png"), full_page=True)
+
+    page.click("button[data-action='reenqueue_tasks']")
+    page.wait_for_selector(".hz-confirm-table")
+    assert flaky_id in page.locator(".hz-confirm-table").inner_text()
+    page.click("input[type=submit][value^='Re-enqueue']")
+    message = page.locator("ul.messagelist li.success")
+    assert "Re-enqueued 1 task." in message.inner_text()
+    new_id = str(sql_value("SELECT id::text FROM horsies_task WHERE origin = %s", flaky_id))
+    wait_until(lambda: task_status(new_id) == "COMPLETED", what="the re-enqueued copy to complete")
+
+    message.locator("a").click()
+    page.wait_for_selector(".field-status_badge")
+    assert "Completed" in page.locator(".field-status_badge").inner_text()
+    assert flaky_id in page.locator(".field-origin_link").inner_html()
+    assert "second time lucky" in page.locator(".field-result_json").inner_text()
+    assert page.locator("#attempts-group .hz-badge.hz-completed").count() == 1
