@@ -111,7 +111,7 @@ class WorkerGroup:
         for proc in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(
-                    f"worker {' '.join(map(str, proc.args))} exited early with code "
+                    f"worker {proc.args!r} exited early with code "
                     f"{proc.returncode}; see {self.log_path}"
                 )
 

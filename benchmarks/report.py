@@ -32,8 +32,18 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(real) if real else None
 
 
+def _ratio_of(key: str) -> Callable[[dict[str, Any], dict[str, Any]], float | None]:
+    def ratio(ours: dict[str, Any], base: dict[str, Any]) -> float | None:
+        if not ours.get(key) or not base.get(key):
+            return None
+        return float(ours[key]) / float(base[key])
+
+    return ratio
+
+
 def _per_repeat(
-    runs: dict[str, list[dict[str, Any]]], fn: Callable[[dict[str, Any], dict[str, Any]], float]
+    runs: dict[str, list[dict[str, Any]]],
+    fn: Callable[[dict[str, Any], dict[str, Any]], float | None],
 ) -> float | None:
     pairs = zip(runs.get(OURS, []), runs.get(BASE, []), strict=False)
     return _median([fn(o, b) for o, b in pairs])
@@ -51,10 +61,7 @@ def summarise(
                if (vals := [r[key] for r in rs if r.get(key) is not None])}
         for name, rs in runs.items()
     }  # fmt: skip
-    ratios = {
-        key: _per_repeat(runs, lambda o, b, k=key: o[k] / b[k] if o.get(k) and b.get(k) else None)
-        for key, *_ in METRICS
-    }
+    ratios = {key: _per_repeat(runs, _ratio_of(key)) for key, *_ in METRICS}
     bulk_over_single = _median([r["bulk_send_per_s"] / r["send_per_s"] for r in runs.get(OURS, [])])
     return {
         "medians": medians,

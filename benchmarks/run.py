@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         pg_settings = environment.postgres_settings(mon.conn)
         mon.close()
     summary = report.summarise(runs, big)
-    result = {
+    result: dict[str, Any] = {
         "timestamp_utc": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)),
         "duration_s": time.time() - started,
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

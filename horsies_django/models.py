@@ -97,7 +97,16 @@ class Task(models.Model):
             models.Index(fields=["sent_at"], name="horsies_task_sent_idx"),
             models.Index(fields=["status", "sent_at"], name="horsies_task_status_idx"),
             models.Index(fields=["task_name", "sent_at"], name="horsies_task_name_idx"),
-            models.Index(fields=["finished_at"], name="horsies_task_finished_idx"),
+            models.Index(
+                fields=["error_code", "sent_at"],
+                condition=Q(error_code__isnull=False),
+                name="horsies_task_error_idx",
+            ),
+        ]
+        permissions: ClassVar[list[tuple[str, str]]] = [
+            ("cancel_task", "Can cancel tasks"),
+            ("reenqueue_task", "Can re-enqueue tasks"),
+            ("run_task_now", "Can run waiting tasks now"),
         ]
 
     def __str__(self) -> str:

@@ -520,11 +520,6 @@ def test_staff_without_view_permission_cannot_open_the_lists() -> None:
 
 # Indexes proposed for models.py (see docs/admin.md); created here, inside the test's
 # transaction, only if the migrated schema does not have them yet.
-PROPOSED_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS horsies_task_error_idx ON horsies_task (error_code, sent_at) "
-    "WHERE error_code IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS horsies_task_queue_idx ON horsies_task (queue_name, sent_at)",
-)
 
 # One INSERT ... SELECT: ids shaped like UUIDv7 (48-bit ms time prefix), one task a second,
 # 1% FAILED with an error code, 0.1% PENDING, the rest COMPLETED.
@@ -557,8 +552,6 @@ def fill_task_table(rows: int) -> None:
     with connection.cursor() as cur:
         cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
         cur.execute("TRUNCATE horsies_task_attempt, horsies_task")
-        for ddl in PROPOSED_INDEXES:
-            cur.execute(ddl)
         cur.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'horsies_task' "
             "AND indexname <> 'horsies_task_pkey'"

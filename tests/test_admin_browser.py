@@ -73,8 +73,10 @@ def flaky_failed(start_worker: Callable[..., Any], tmp_path: Path) -> str:
 def page(live_server: Any, flaky_failed: str) -> Iterator[Any]:
     """A logged-out Chromium page (1280x900, light theme)."""
     if "django.contrib.staticfiles" not in settings.INSTALLED_APPS:
-        pytest.fail("tests/settings.py needs 'django.contrib.staticfiles' in INSTALLED_APPS and "
-                    "STATIC_URL = 'static/': without them the live server cannot serve the admin")
+        pytest.fail(
+            "tests/settings.py needs 'django.contrib.staticfiles' in INSTALLED_APPS and "
+            "STATIC_URL = 'static/': without them the live server cannot serve the admin"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -36,7 +36,9 @@ def attempts(task_id: str) -> list[tuple[Any, ...]]:
     )
 
 
-def test_retry_until_success_records_each_attempt(start_worker: StartWorker, tmp_path: Path) -> None:
+def test_retry_until_success_records_each_attempt(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
     start_worker()
     handle = tasks.flaky.send(counter=str(tmp_path / "c"), failures=2).ok_value
     result = handle.get(timeout_ms=30_000)
@@ -55,7 +57,9 @@ def test_retry_until_success_records_each_attempt(start_worker: StartWorker, tmp
     assert [a.attempt for a in info.attempts or []] == [3, 2, 1]
 
 
-def test_exhausted_policy_fails_with_the_last_code(start_worker: StartWorker, tmp_path: Path) -> None:
+def test_exhausted_policy_fails_with_the_last_code(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
     start_worker()
     handle = tasks.flaky.send(counter=str(tmp_path / "c"), failures=10).ok_value
     result = handle.get(timeout_ms=30_000)
@@ -205,8 +209,10 @@ def test_cancel_before_claim_never_runs(start_worker: StartWorker, tmp_path: Pat
     probe = tasks.add.send(a=1, b=1).ok_value
     assert probe.get(timeout_ms=20_000).ok_value == 2
     assert handle.get(timeout_ms=1_000).err_value.error_code == OutcomeCode.TASK_CANCELLED
-    wait_until(lambda: sql_value("SELECT count(*) FROM horsies_task WHERE enqueued_at > now()") == 0,
-               what="the cancelled task's eligible time to pass")
+    wait_until(
+        lambda: sql_value("SELECT count(*) FROM horsies_task WHERE enqueued_at > now()") == 0,
+        what="the cancelled task's eligible time to pass",
+    )
     assert tasks.add.send(a=2, b=2).ok_value.get(timeout_ms=20_000).ok_value == 4
     assert not marker.exists()
     assert attempts(handle.task_id) == []
@@ -222,7 +228,9 @@ def test_cancel_claimed_task_and_refuse_running_or_finished(
         claimed.task_id,
     )
     assert claimed.cancel().is_ok()
-    assert sql_value("SELECT status FROM horsies_task WHERE id = %s", claimed.task_id) == "CANCELLED"
+    assert (
+        sql_value("SELECT status FROM horsies_task WHERE id = %s", claimed.task_id) == "CANCELLED"
+    )
     assert claimed.get().err_value.error_code == OutcomeCode.TASK_CANCELLED
 
     start_worker()
@@ -251,7 +259,7 @@ def test_stored_result_that_no_longer_decodes(start_worker: StartWorker) -> None
     handle = tasks.add.send(a=1, b=2).ok_value
     assert handle.get(timeout_ms=20_000).ok_value == 3
     sql_value(
-        "UPDATE horsies_task SET result = '{\"ok\": \"three\"}' WHERE id = %s RETURNING 1",
+        'UPDATE horsies_task SET result = \'{"ok": "three"}\' WHERE id = %s RETURNING 1',
         handle.task_id,
     )
     fresh = TaskHandle.from_id(handle.task_id)

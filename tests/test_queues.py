@@ -63,10 +63,16 @@ def test_claim_order_is_queue_priority_then_task_priority_then_fifo(
     qtasks.high.send(path=log, token="high-1")
     qtasks.low.with_options(TaskSendOptions(priority=1)).send(path=log, token="low-urgent")
     custom_worker(start_worker, "--processes", "1")
-    wait_until(lambda: Path(log).exists() and len(Path(log).read_text().split()) == 6,
-               what="all six tasks")
+    wait_until(
+        lambda: Path(log).exists() and len(Path(log).read_text().split()) == 6, what="all six tasks"
+    )
     assert Path(log).read_text().split() == [
-        "high-1", "normal-urgent", "normal-fifo-1", "normal-fifo-2", "low-urgent", "low-1",
+        "high-1",
+        "normal-urgent",
+        "normal-fifo-1",
+        "normal-fifo-2",
+        "low-urgent",
+        "low-1",
     ]
 
 
@@ -94,8 +100,7 @@ def test_queue_cap_holds_across_three_workers(
         for _ in range(3):
             custom_worker(start_worker, "--processes", "3")
         wait_until(
-            lambda: sql_value("SELECT count(*) FROM horsies_task WHERE status = 'COMPLETED'")
-            == 24,
+            lambda: sql_value("SELECT count(*) FROM horsies_task WHERE status = 'COMPLETED'") == 24,
             what="24 capped tasks",
         )
     finally:
@@ -160,8 +165,12 @@ def test_unknown_queue_in_worker_option_is_refused(start_worker: StartWorker) ->
 
 
 CLAIM_PARAMS = {
-    "queues": ["default"], "queue_priorities": [1], "queue_limits": [32], "limit": 32,
-    "worker_id": "00000000-0000-0000-0000-000000000000", "lease_s": 60,
+    "queues": ["default"],
+    "queue_priorities": [1],
+    "queue_limits": [32],
+    "limit": 32,
+    "worker_id": "00000000-0000-0000-0000-000000000000",
+    "lease_s": 60,
 }
 
 

@@ -89,7 +89,6 @@ class Completer:
         self.finishes.append(finish)
         return finish
 
-
     def add_release(self, claimed: Claimed) -> None:
         """Hand back a claim whose user code never started (it goes back to PENDING)."""
         self.releases.append((claimed.task_id, claimed.claim_gen))

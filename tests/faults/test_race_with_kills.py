@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import sql_value, wait_until
 from tests.faults.helpers import FaultWorker, StartFaultWorker
-from tests.faults.invariants import all_settled, assert_invariants, status_counts
+from tests.faults.invariants import assert_invariants, status_counts, wait_settled
 from tests.faults.tasks import work
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -52,7 +52,7 @@ def test_racing_workers_with_child_kills_complete_every_task_once(
         kills += _kill_a_child(workers, rng)
     assert kills >= KILLS - 1
 
-    wait_until(all_settled, timeout_s=180, what="every task to settle")
+    wait_settled(timeout_s=120)
     assert status_counts() == {"COMPLETED": TASKS}
     assert sql_value(
         "SELECT count(DISTINCT worker_id) FROM horsies_task_attempt WHERE outcome = 'COMPLETED'"

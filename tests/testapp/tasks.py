@@ -170,4 +170,4 @@ def flaky_slow_retry(*, counter: str) -> TaskResult[int, TaskError]:
     return TaskResult(ok=calls)
 
 
-from tests.testapp import admin_tasks  # noqa: E402, F401  (H3 TEMP LOCAL EDIT)
+from tests.testapp import admin_tasks  # noqa: E402, F401  (tasks used by the admin tests)

@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.environ.get("BENCH_LIB", "/work/shared/bench/lib"), HERE]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchproj.settings")
 
-import benchlib  # noqa: E402
+import benchlib  # type: ignore[import-not-found]  # noqa: E402
 
 TABLE = "horsies_task"
 
@@ -44,7 +44,7 @@ class HorsiesDjango(benchlib.Adapter):  # type: ignore[misc]
 
         django.setup()
         call_command("migrate", verbosity=0, interactive=False)
-        from benchtasks.tasks import noop
+        from benchtasks.tasks import noop  # type: ignore[import-not-found]
         from django.db import connection
 
         self.noop: Any = noop
