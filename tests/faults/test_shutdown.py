@@ -27,8 +27,9 @@ def test_sigterm_lets_running_tasks_finish(fault_worker: StartFaultWorker, tmp_p
     worker.signal(signal.SIGTERM)
     wait_until(lambda: "no new claims" in worker.log(), what="the signal to be handled")
     wait_until(
-        lambda: sql_value("SELECT state FROM horsies_worker WHERE id = %s", worker_id)
-        == "STOPPING",
+        lambda: (
+            sql_value("SELECT state FROM horsies_worker WHERE id = %s", worker_id) == "STOPPING"
+        ),
         what="the worker row to say STOPPING",
     )
     release.touch()

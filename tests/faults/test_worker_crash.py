@@ -43,7 +43,9 @@ def test_second_worker_recovers_tasks_of_a_killed_worker(
         str(r[0]): (r[1], r[2]) for r in sql_rows("SELECT id, status, error_code FROM horsies_task")
     }
     for handle in plain:
-        expected = ("FAILED", "WORKER_CRASHED") if handle.task_id in running else ("COMPLETED", None)
+        expected = (
+            ("FAILED", "WORKER_CRASHED") if handle.task_id in running else ("COMPLETED", None)
+        )
         assert final[handle.task_id] == expected
     assert all(final[h.task_id] == ("COMPLETED", None) for h in retried)
     crashed = sql_rows(
@@ -60,5 +62,6 @@ def test_second_worker_recovers_tasks_of_a_killed_worker(
     )
     second_id = second.worker_id()
     recovered = {t for t in unfinished if final[t][0] == "COMPLETED"}
-    assert recovered and all(completed_by[t] == second_id for t in recovered)
+    assert recovered
+    assert all(completed_by[t] == second_id for t in recovered)
     assert_invariants()
