@@ -131,13 +131,24 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         log_path = tmp_path / f"worker-{len(started)}.log"
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         cmd = [
-            sys.executable, "-m", "django", "horsies_worker",
-            "--settings", os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-            "--processes", "2", *args,
+            sys.executable,
+            "-m",
+            "django",
+            "horsies_worker",
+            "--settings",
+            os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+            "--processes",
+            "2",
+            *args,
         ]
         with log_path.open("w") as log:
             proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                cmd,
+                cwd=ROOT,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
                 start_new_session=True,
             )
         worker = WorkerProcess(proc, log_path, list(args))

@@ -43,7 +43,9 @@ TEMPLATES = [
         },
     }
 ]
-DATABASES = {"default": env.db("DATABASE_URL", default="postgresql://horsies@127.0.0.1:5432/horsies")}
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgresql://horsies@127.0.0.1:5432/horsies")
+}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 HORSIES = {

@@ -4,22 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('horsies_django', '0002_notify_triggers'),
+        ("horsies_django", "0002_notify_triggers"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='task',
-            options={'ordering': ('-sent_at',), 'permissions': [('cancel_task', 'Can cancel tasks'), ('reenqueue_task', 'Can re-enqueue tasks'), ('run_task_now', 'Can run waiting tasks now')]},
+            name="task",
+            options={
+                "ordering": ("-sent_at",),
+                "permissions": [
+                    ("cancel_task", "Can cancel tasks"),
+                    ("reenqueue_task", "Can re-enqueue tasks"),
+                    ("run_task_now", "Can run waiting tasks now"),
+                ],
+            },
         ),
         migrations.RemoveIndex(
-            model_name='task',
-            name='horsies_task_finished_idx',
+            model_name="task",
+            name="horsies_task_finished_idx",
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('error_code__isnull', False)), fields=['error_code', 'sent_at'], name='horsies_task_error_idx'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("error_code__isnull", False)),
+                fields=["error_code", "sent_at"],
+                name="horsies_task_error_idx",
+            ),
         ),
     ]

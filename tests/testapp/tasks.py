@@ -121,8 +121,12 @@ def defaulted(*, kind: str) -> TaskResult[str, TaskError]:
     raise RuntimeError("r")
 
 
-@app.task("tests.unhandled_retry", retry_policy=RetryPolicy.exponential(
-    1, max_retries=2, auto_retry_for=["UNHANDLED_EXCEPTION"], jitter=False))
+@app.task(
+    "tests.unhandled_retry",
+    retry_policy=RetryPolicy.exponential(
+        1, max_retries=2, auto_retry_for=["UNHANDLED_EXCEPTION"], jitter=False
+    ),
+)
 def unhandled_retry(*, counter: str) -> TaskResult[str, TaskError]:
     _bump(counter)
     raise ValueError("always")
