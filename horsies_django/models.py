@@ -103,11 +103,11 @@ class Task(models.Model):
                 name="horsies_task_error_idx",
             ),
         ]
-        permissions: ClassVar[list[tuple[str, str]]] = [
+        permissions = (
             ("cancel_task", "Can cancel tasks"),
             ("reenqueue_task", "Can re-enqueue tasks"),
             ("run_task_now", "Can run waiting tasks now"),
-        ]
+        )
 
     def __str__(self) -> str:
         return f"{self.task_name} {str(self.id)[:8]} ({self.status})"

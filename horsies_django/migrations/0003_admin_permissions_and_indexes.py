@@ -13,11 +13,11 @@ class Migration(migrations.Migration):
             name="task",
             options={
                 "ordering": ("-sent_at",),
-                "permissions": [
+                "permissions": (
                     ("cancel_task", "Can cancel tasks"),
                     ("reenqueue_task", "Can re-enqueue tasks"),
                     ("run_task_now", "Can run waiting tasks now"),
-                ],
+                ),
             },
         ),
         migrations.RemoveIndex(
