@@ -116,13 +116,20 @@ LOCK_CAPS: Final = "SELECT pg_advisory_xact_lock(%s)"
 
 # --------------------------------------------------------------------------- running
 
-# Start this worker's claimed tasks: CLAIMED -> RUNNING just before dispatch. A task cancelled
-# since the claim is no longer CLAIMED, so it is not returned and never handed to a child.
+# Start claimed tasks just before dispatch: CLAIMED -> RUNNING, or EXPIRED when good_until
+# passed while the claim waited. A task cancelled since the claim no longer matches, so it is
+# never handed to a child. Returns (id, new status) of the rows it changed.
 START_CLAIMS: Final = """
-UPDATE horsies_task
-SET status = 'RUNNING', started_at = now()
-WHERE claimed_by = %s AND status = 'CLAIMED'
-RETURNING id, claim_gen
+UPDATE horsies_task t
+SET status = CASE WHEN t.good_until <= now() THEN 'EXPIRED' ELSE 'RUNNING' END,
+    started_at = CASE WHEN t.good_until <= now() THEN NULL ELSE now() END,
+    finished_at = CASE WHEN t.good_until <= now() THEN now() END,
+    error_code = CASE WHEN t.good_until <= now() THEN 'TASK_EXPIRED' END,
+    failed_reason = CASE WHEN t.good_until <= now()
+        THEN 'good_until passed before the task started' END
+FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
+WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
+RETURNING t.id, t.status
 """
 
 # The RUNNING mark may be lost in a server crash (the rescuer then requeues the CLAIMED
@@ -185,17 +192,29 @@ INSERT INTO horsies_worker (id, name, hostname, pid, processes, queues, state, s
 VALUES (%s, %s, %s, %s, %s, %s::jsonb, 'RUNNING', now(), now())
 """
 
-# Renew this worker's heartbeat and the leases of every task it holds, in one statement.
+# Renew this worker's heartbeat and the leases of the tasks it holds in memory, in one
+# statement. A claim it does not know of (a lost reply) is not renewed, so it expires and the
+# rescuer hands it back.
 HEARTBEAT: Final = """
 WITH renewed AS (
     UPDATE horsies_task SET claim_expires_at = now() + make_interval(secs => %(lease_s)s)
     WHERE claimed_by = %(worker_id)s AND status IN ('CLAIMED', 'RUNNING')
+      AND id = ANY(%(held)s::uuid[])
     RETURNING 1
 )
 UPDATE horsies_worker SET heartbeat_at = now(), state = %(state)s
 WHERE id = %(worker_id)s
 RETURNING (SELECT count(*) FROM renewed)
 """
+
+# What the database says this worker holds (to reconcile after a lost connection).
+HELD_TASKS: Final = """
+SELECT id, claim_gen, status FROM horsies_task
+WHERE claimed_by = %s AND status IN ('CLAIMED', 'RUNNING')
+"""
+
+# A worker connection idle this long is dead or frozen: end it, releasing its advisory locks.
+IDLE_SESSION_TIMEOUT: Final = "SELECT set_config('idle_session_timeout', %s, false)"
 
 STOP_WORKER: Final = """
 UPDATE horsies_worker SET state = 'STOPPED', stopped_at = now(), heartbeat_at = now()

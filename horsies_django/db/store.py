@@ -128,14 +128,23 @@ def cancel_task(alias: str, task_id: str, reason: str) -> str | None:
 # --------------------------------------------------------------------------- worker side
 
 
-def connect(alias: str, *, autocommit: bool = True) -> psycopg.Connection[Row]:
-    """A fresh psycopg connection to the database of `alias` (not Django's own)."""
+def connection_params(alias: str) -> dict[str, Any]:
+    """psycopg connection arguments for the database of `alias` (read on the calling thread)."""
     params = dict(connections[alias].get_connection_params())
     for key in ("cursor_factory", "context"):
         params.pop(key, None)
     if params.get("prepare_threshold", 0) is None:
         params.pop("prepare_threshold")
     params.setdefault("application_name", "horsies_worker")
+    return params
+
+
+def connect(alias: str, *, autocommit: bool = True) -> psycopg.Connection[Row]:
+    """A fresh psycopg connection to the database of `alias` (not Django's own)."""
+    return connect_with(connection_params(alias), autocommit=autocommit)
+
+
+def connect_with(params: dict[str, Any], *, autocommit: bool = True) -> psycopg.Connection[Row]:
     return psycopg.connect(autocommit=autocommit, **params)
 
 
@@ -201,12 +210,14 @@ def next_due_seconds(conn: psycopg.Connection[Row], queues: Sequence[str]) -> fl
     return None if row is None or row[0] is None else float(row[0])
 
 
-def start_claims(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> dict[str, int]:
-    """CLAIMED -> RUNNING for everything this worker holds claimed; {task id: generation}."""
-    with conn.transaction():
+def start_claims(
+    conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]
+) -> dict[str, str]:
+    """Start these (id, generation) claims: {task id: RUNNING or EXPIRED} for those changed."""
+    with conn.pipeline(), conn.transaction():
         conn.execute(sql.ASYNC_COMMIT)
-        rows = conn.execute(sql.START_CLAIMS, (worker_id,)).fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
+        cur = conn.execute(sql.START_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims]))
+    return {str(r[0]): str(r[1]) for r in cur.fetchall()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,13 +292,27 @@ def register_worker(
 
 
 def heartbeat(
-    conn: psycopg.Connection[Row], worker_id: uuid.UUID, *, lease_s: float, state: str
+    conn: psycopg.Connection[Row],
+    worker_id: uuid.UUID,
+    *,
+    held: Sequence[str],
+    lease_s: float,
+    state: str,
 ) -> int:
-    """Renew the worker row and all its leases; returns how many leases were renewed."""
-    row = conn.execute(
-        sql.HEARTBEAT, {"worker_id": worker_id, "lease_s": lease_s, "state": state}
-    ).fetchone()
+    """Renew the worker row and the leases of `held` tasks; returns how many were renewed."""
+    params = {"worker_id": worker_id, "held": list(held), "lease_s": lease_s, "state": state}
+    row = conn.execute(sql.HEARTBEAT, params).fetchone()
     return int(row[0]) if row else 0
+
+
+def held_tasks(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> list[tuple[str, int, str]]:
+    """(id, generation, status) of every CLAIMED/RUNNING task claimed by this worker."""
+    rows = conn.execute(sql.HELD_TASKS, (worker_id,)).fetchall()
+    return [(str(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+
+def set_idle_session_timeout(conn: psycopg.Connection[Row], timeout_ms: int) -> None:
+    conn.execute(sql.IDLE_SESSION_TIMEOUT, (f"{timeout_ms}ms",))
 
 
 def stop_worker(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> None:

@@ -44,12 +44,21 @@ class ClaimPlanner:
     def claim(
         self, conn: psycopg.Connection[store.Row], worker_id: uuid.UUID, free: int
     ) -> list[store.Claimed]:
-        """Claim up to `free` tasks (the caller holds a transaction open)."""
-        limits = {q.name: free for q in self.queues}
-        total = free
-        if self.capped:
+        """Claim up to `free` tasks: one statement, or one transaction under the cap lock."""
+        if not self.capped:
+            return self._claim(conn, worker_id, {q.name: free for q in self.queues}, free)
+        with conn.transaction():
             store.lock_caps(conn, CAP_LOCK_KEY)
-            limits, total = self._room(conn, limits, total)
+            limits, total = self._room(conn, {q.name: free for q in self.queues}, free)
+            return self._claim(conn, worker_id, limits, total)
+
+    def _claim(
+        self,
+        conn: psycopg.Connection[store.Row],
+        worker_id: uuid.UUID,
+        limits: dict[str, int],
+        total: int,
+    ) -> list[store.Claimed]:
         slots = [
             store.QueueSlot(q.name, q.priority, limits[q.name])
             for q in self.queues

@@ -1,18 +1,22 @@
-"""Outcomes -> recorded transitions, in batches.
+"""Outcomes -> recorded transitions, in batches, on a thread and connection of their own.
 
-The completer decides each outcome's next status (COMPLETED, FAILED, or PENDING again for a
-retry), then writes a whole batch in one statement. Outcomes stay queued in memory until the
-database accepts them, so a dropped connection delays recording but never loses it.
+`decide()` turns an outcome into its next status (COMPLETED, FAILED, or PENDING again for a
+retry). The `Completer` thread writes whatever has accumulated in one statement and one
+durable commit, so recording never holds up dispatching, and concurrent outcomes share an
+fsync. Outcomes stay queued in memory until the database accepts them: a dropped connection
+delays recording but never loses it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
-from dataclasses import dataclass
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 
@@ -24,6 +28,10 @@ from horsies_django.types import TaskStatus
 
 logger = logging.getLogger("horsies_django.worker")
 
+DB_ERRORS: Final = (psycopg.OperationalError, psycopg.InterfaceError)
+MAX_BACKOFF_S: Final = 10.0
+MAX_BATCH: Final = 1_000
+
 
 def retry_policy_of(claimed: Claimed) -> RetryPolicy | None:
     options: dict[str, Any] = json.loads(claimed.options_json or "{}")
@@ -31,9 +39,7 @@ def retry_policy_of(claimed: Claimed) -> RetryPolicy | None:
     return None if not stored else RetryPolicy.model_validate(stored)
 
 
-def decide(
-    claimed: Claimed, outcome: Outcome, pid: int | None, worker_id: uuid.UUID | None = None
-) -> Finish:
+def decide(claimed: Claimed, outcome: Outcome, pid: int | None, worker_id: Any = None) -> Finish:
     """The transition an outcome leads to, with its retry decision."""
     status = TaskStatus.COMPLETED if outcome.ok else TaskStatus.FAILED
     will_retry, delay = False, None
@@ -76,47 +82,130 @@ def _after(base: datetime, delay_s: float, deadline: datetime) -> bool:
     return base + timedelta(seconds=delay_s) >= deadline
 
 
-class Completer:
-    """Pending outcomes and released claims, written in batches by `flush()`."""
+@dataclass(slots=True)
+class Batch:
+    finishes: list[Finish] = field(default_factory=list)
+    releases: list[tuple[str, int]] = field(default_factory=list)
 
-    def __init__(self, worker_id: uuid.UUID) -> None:
-        self.worker_id = worker_id
-        self.finishes: list[Finish] = []
-        self.releases: list[tuple[str, int]] = []
+    def __len__(self) -> int:
+        return len(self.finishes) + len(self.releases)
 
-    def add(self, claimed: Claimed, outcome: Outcome, pid: int | None) -> Finish:
-        finish = decide(claimed, outcome, pid, self.worker_id)
-        self.finishes.append(finish)
-        return finish
 
-    def add_release(self, claimed: Claimed) -> None:
+_STOP: Final = object()
+
+
+class Completer(threading.Thread):
+    """Writes outcomes (and released claims) in batches until stopped and drained."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Row]]) -> None:
+        super().__init__(name="horsies-completer", daemon=True)
+        self._connect = connect
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending = Batch()
+        self._lock = threading.Lock()
+        self._queued = 0
+        self._recording: dict[str, int] = {}
+        self._stopping = threading.Event()
+
+    # -------------------------------------------------------------- called by the supervisor
+
+    def submit(self, finish: Finish) -> None:
+        with self._lock:
+            self._queued += 1
+            self._recording[finish.task_id] = self._recording.get(finish.task_id, 0) + 1
+        self._inbox.put(finish)
+
+    def recording(self) -> set[str]:
+        """Ids of tasks whose outcome is submitted but not yet recorded."""
+        with self._lock:
+            return set(self._recording)
+
+    def release(self, task_id: str, claim_gen: int) -> None:
         """Hand back a claim whose user code never started (it goes back to PENDING)."""
-        self.releases.append((claimed.task_id, claimed.claim_gen))
-
-    def add_release_id(self, task_id: str, claim_gen: int) -> None:
-        self.releases.append((task_id, claim_gen))
+        self._count(1)
+        self._inbox.put((task_id, claim_gen))
 
     @property
     def pending(self) -> int:
-        return len(self.finishes) + len(self.releases)
+        """Items submitted and not yet durably recorded."""
+        with self._lock:
+            return self._queued
 
-    def take(self) -> Batch:
-        """Everything pending, removed from the queue; `restore` it if the write fails."""
-        batch = Batch(self.finishes, self.releases)
-        self.finishes, self.releases = [], []
-        return batch
+    def stop(self, timeout_s: float) -> int:
+        """Record what is queued (retrying within `timeout_s`); returns what was left over."""
+        self._inbox.put(_STOP)
+        self.join(timeout_s)
+        self._stopping.set()
+        self.join(5)
+        return self.pending
 
-    def restore(self, batch: Batch) -> None:
-        self.finishes[:0] = batch.finishes
-        self.releases[:0] = batch.releases
+    # -------------------------------------------------------------- the thread
 
-    def write(self, conn: psycopg.Connection[Row], batch: Batch) -> None:
-        """Write a batch inside the caller's transaction (its commit makes it count)."""
-        if batch.releases:
-            store.release_claims(conn, batch.releases)
-        if not batch.finishes:
-            return
-        recorded = store.finish(conn, batch.finishes)
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self._queued += n
+
+    def _done(self, batch: Batch) -> None:
+        with self._lock:
+            self._queued -= len(batch)
+            for f in batch.finishes:
+                left = self._recording.get(f.task_id, 0) - 1
+                if left > 0:
+                    self._recording[f.task_id] = left
+                else:
+                    self._recording.pop(f.task_id, None)
+
+    def run(self) -> None:
+        conn: psycopg.Connection[Row] | None = None
+        backoff = 0.1
+        stop_seen = False
+        while True:
+            stop_seen = self._collect(block=not self._pending and not stop_seen) or stop_seen
+            if not self._pending:
+                if stop_seen:
+                    break
+                continue
+            try:
+                conn = conn or self._connect()
+                self._write(conn, self._pending)
+            except DB_ERRORS as exc:
+                self._drop(conn, exc, backoff)
+                conn = None
+                if self._stopping.wait(backoff):
+                    break
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 0.1
+            self._done(self._pending)
+            self._pending = Batch()
+        if conn is not None:
+            conn.close()
+
+    def _collect(self, *, block: bool) -> bool:
+        """Move queued items into the pending batch; True once the stop sentinel is seen."""
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return False
+        while True:
+            if item is _STOP:
+                return True
+            if isinstance(item, Finish):
+                self._pending.finishes.append(item)
+            else:
+                self._pending.releases.append(item)
+            if len(self._pending) >= MAX_BATCH:
+                return False
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return False
+
+    def _write(self, conn: psycopg.Connection[Row], batch: Batch) -> None:
+        with conn.pipeline(), conn.transaction():
+            if batch.releases:
+                store.release_claims(conn, batch.releases)
+            recorded = store.finish(conn, batch.finishes) if batch.finishes else set()
         for f in batch.finishes:
             if f.task_id not in recorded:
                 logger.warning(
@@ -125,11 +214,8 @@ class Completer:
                     f.claim_gen,
                 )
 
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    finishes: list[Finish]
-    releases: list[tuple[str, int]]
-
-    def __bool__(self) -> bool:
-        return bool(self.finishes or self.releases)
+    @staticmethod
+    def _drop(conn: psycopg.Connection[Row] | None, exc: BaseException, backoff: float) -> None:
+        logger.warning("could not record outcomes (%s); retrying in %.1fs", exc, backoff)
+        if conn is not None:
+            conn.close()

@@ -100,10 +100,15 @@ class Pool:
     def busy_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.job is not None]
 
-    def dispatch(self, slot: Slot, claimed: Claimed) -> None:
+    def dispatch(self, slot: Slot, claimed: Claimed) -> bool:
+        """Hand a job to `slot`'s child; False if the child is gone (its pipe is broken)."""
         job = Job(claimed.task_id, claimed.claim_gen, claimed.task_name, claimed.kwargs_json)
+        try:
+            slot.conn.send(job)
+        except OSError:
+            return False
         slot.job = Running(claimed=claimed, dispatched_at=time.monotonic())
-        slot.conn.send(job)
+        return True
 
     def wait_objects(self) -> list[Any]:
         objs: list[Any] = []

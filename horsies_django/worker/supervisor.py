@@ -1,8 +1,10 @@
-"""The worker parent: one event loop that claims, dispatches, records and supervises.
+"""The worker parent: one event loop that claims, starts, dispatches and supervises.
 
 Only this process writes task rows. It waits on everything at once (the LISTEN socket, every
-child's pipe and process sentinel, a signal pipe) and never claims more than its idle
-children can start right away. Outcomes are recorded in one transaction with the next claim.
+child's pipe and process sentinel, a signal pipe). Claims run a little ahead of the children
+(a small buffer of CLAIMED tasks, none when a concurrency cap applies), so a child that
+finishes gets its next task after one quick start statement; outcomes are recorded by the
+completer thread on its own connection, so a durable commit never holds up dispatching.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import socket
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from types import FrameType
@@ -30,13 +33,17 @@ from horsies_django.maintenance import expirer, rescuer
 from horsies_django.maintenance.leader import Leadership
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
 from horsies_django.worker.claims import ClaimPlanner
-from horsies_django.worker.completer import Completer
+from horsies_django.worker.completer import Completer, decide
 from horsies_django.worker.pool import Pool, Slot
 
 logger = logging.getLogger("horsies_django.worker")
 
 DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 MAX_RECONNECT_BACKOFF_S = 10.0
+# Claim ahead only while tasks are short, so a busy worker never sits on tasks that an idle
+# worker could run: a claim held behind a long task would wait for it.
+PREFETCH_MAX_TASK_S = 0.05
+DURATION_SMOOTHING = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,11 @@ class Supervisor:
         self.hostname = socket.gethostname()
         self.name = options.worker_name or f"{self.hostname}:{os.getpid()}"
         self.planner = ClaimPlanner(self.settings, options.queues)
-        self.completer = Completer(self.worker_id)
+        self.prefetch = 0 if self.planner.capped else options.processes
+        self.buffer: deque[store.Claimed] = deque()
+        self.avg_task_s: float | None = None
+        params = store.connection_params(self.alias)
+        self.completer = Completer(lambda: store.connect_with(params))
         self.db: psycopg.Connection[store.Row] | None = None
         self.listener: psycopg.Connection[store.Row] | None = None
         self.pool: Pool | None = None
@@ -70,7 +81,6 @@ class Supervisor:
         self.stop_deadline: float | None = None
         self.signals_seen = 0
         self.claim_wanted = True
-        self.backlog = False
         self.next_poll = 0.0
         self.next_due: float | None = None
         self.next_heartbeat = 0.0
@@ -82,11 +92,17 @@ class Supervisor:
         os.set_blocking(self._signal_r, False)
         os.set_blocking(self._signal_w, False)
 
+    @property
+    def _pool(self) -> Pool:
+        assert self.pool is not None
+        return self.pool
+
     # ------------------------------------------------------------------ lifecycle
 
     def run(self) -> int:
         self._install_signal_handlers()
         self._connect_or_die()
+        self.completer.start()
         self.pool = Pool(self.options.processes, self.options.settings_module)
         logger.info(
             "worker %s (%s) started: %d processes, queues %s",
@@ -102,8 +118,15 @@ class Supervisor:
             self._shutdown()
         return 0
 
+    def _connect_main(self) -> psycopg.Connection[store.Row]:
+        """The claim/heartbeat connection. If this process freezes (SIGSTOP, a stuck VM),
+        PostgreSQL ends the idle session, so the maintenance lock it may hold is released."""
+        conn = store.connect(self.alias)
+        store.set_idle_session_timeout(conn, self.settings.WORKER_STALE_AFTER_MS)
+        return conn
+
     def _connect_or_die(self) -> None:
-        self.db = store.connect(self.alias)
+        self.db = self._connect_main()
         store.register_worker(
             self.db,
             worker_id=self.worker_id,
@@ -116,16 +139,15 @@ class Supervisor:
         self._open_listener()
 
     def _finished(self) -> bool:
-        pool = self.pool
-        assert pool is not None
-        if not self.stopping:
-            return False
-        return not pool.busy_slots() and (self.completer.pending == 0 or self.db is None)
+        return self.stopping and not self._pool.busy_slots()
 
     def _shutdown(self) -> None:
+        self._release_buffer()
         if self.pool is not None:
             self.pool.shutdown()
-        self._write(claim=False)
+        left = self.completer.stop(timeout_s=max(5.0, self.options.shutdown_timeout_s))
+        if left:
+            logger.error("%d outcomes could not be recorded; the rescuer will recover them", left)
         try:
             if self.db is None:
                 self._reconnect()
@@ -136,12 +158,13 @@ class Supervisor:
         for conn in (self.db, self.listener):
             if conn is not None:
                 conn.close()
-        if self.completer.pending:
-            logger.error(
-                "%d outcomes could not be recorded; the rescuer will recover those tasks",
-                self.completer.pending,
-            )
         logger.info("worker %s stopped", self.name)
+
+    def _release_buffer(self) -> None:
+        """Claims that never started go back to PENDING for other workers."""
+        while self.buffer:
+            task = self.buffer.popleft()
+            self.completer.release(task.task_id, task.claim_gen)
 
     # ------------------------------------------------------------------ signals
 
@@ -160,30 +183,27 @@ class Supervisor:
         if self.signals_seen >= 1 and not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + self.options.shutdown_timeout_s
-            busy = len(self.pool.busy_slots()) if self.pool else 0
+            self._release_buffer()
+            busy = len(self._pool.busy_slots())
             logger.info("stopping: no new claims; waiting for %d running task(s)", busy)
         if self.signals_seen >= 2 and not self.forced:
             self._force_stop("second signal")
 
     def _force_stop(self, why: str) -> None:
-        pool = self.pool
-        assert pool is not None
         self.forced = True
         logger.warning("%s: killing children; their tasks are recorded as crashed", why)
-        for slot in pool.busy_slots():
+        for slot in self._pool.busy_slots():
             self._abandon(
                 slot,
                 OperationalErrorCode.WORKER_CRASHED,
                 AttemptOutcome.CRASHED,
                 f"worker stopped ({why}) while the task was running",
             )
-        pool.kill_all()
+        self._pool.kill_all()
 
     # ------------------------------------------------------------------ the loop
 
     def _tick(self) -> None:
-        pool = self.pool
-        assert pool is not None
         self._handle_signals()
         now = time.monotonic()
         if self.stopping and not self.forced and self.stop_deadline and now >= self.stop_deadline:
@@ -193,66 +213,75 @@ class Supervisor:
             self._reconnect()
         if self.listener is None and self.db is not None and now >= self.next_reconnect:
             self._open_listener()
-        claim = self._should_claim(now)
-        if self.completer.pending or claim:
-            self._write(claim)
+        if self._should_claim(now):
+            self._claim()
+        self._dispatch()
         if now >= self.next_heartbeat:
             self._heartbeat()
         if now >= self.next_maintenance:
             self._maintain()
-        ready = wait(self._wait_objects(), timeout=max(0.0, self._next_wake() - time.monotonic()))
-        for obj in ready:
+        timeout = max(0.0, self._next_wake() - time.monotonic())
+        for obj in wait(self._wait_objects(), timeout=timeout):
             self._handle_ready(obj)
 
+    @property
+    def _ahead(self) -> int:
+        """How many claims to hold beyond the idle children (only while tasks are short)."""
+        short = self.avg_task_s is not None and self.avg_task_s < PREFETCH_MAX_TASK_S
+        return self.prefetch if short else 0
+
+    def _room(self) -> int:
+        """How many more tasks this worker may claim now."""
+        return len(self._pool.idle_slots()) + self._ahead - len(self.buffer)
+
+    def _may_claim(self) -> bool:
+        if self.stopping or self.db is None or self._room() <= 0:
+            return False
+        return len(self.buffer) <= self._ahead // 2  # refill in batches, not one by one
+
     def _should_claim(self, now: float) -> bool:
-        pool = self.pool
-        assert pool is not None
-        if self.stopping or self.db is None or not pool.idle_slots():
+        if not self._may_claim():
             return False
         due = self.next_due is not None and now >= self.next_due
         return self.claim_wanted or now >= self.next_poll or due
 
     def _wait_objects(self) -> list[Any]:
-        pool = self.pool
-        assert pool is not None
-        objs: list[Any] = [self._signal_r, *pool.wait_objects()]
+        objs: list[Any] = [self._signal_r, *self._pool.wait_objects()]
         if self.listener is not None:
             objs.append(self.listener)
         return objs
 
     def _next_wake(self) -> float:
         now = time.monotonic()
-        pool = self.pool
-        assert pool is not None
         wakes = [self.next_heartbeat, self.next_maintenance]
-        if pool.idle_slots() and not self.stopping:
+        if self._may_claim():
             wakes.append(self.next_poll)
+            if self.claim_wanted:
+                wakes.append(now)
             if self.next_due is not None:
                 wakes.append(self.next_due)
+        if self.buffer and self._pool.idle_slots() and self.db is not None:
+            wakes.append(now)
         if self.db is None or self.listener is None:
             wakes.append(self.next_reconnect)
         if self.stop_deadline is not None and not self.forced:
             wakes.append(self.stop_deadline)
-        for slot in pool.busy_slots():
+        for slot in self._pool.busy_slots():
             job = slot.job
             assert job is not None
             if job.claimed.timeout_ms:
                 wakes.append(job.dispatched_at + job.claimed.timeout_ms / 1000)
-        if self.completer.pending and self.db is None:
-            wakes.append(self.next_reconnect)
         return max(now, min(wakes))
 
     # ------------------------------------------------------------------ events
 
     def _handle_ready(self, obj: Any) -> None:
-        pool = self.pool
-        assert pool is not None
         if obj is self.listener:
             self._drain_notifications()
         elif isinstance(obj, int) and obj == self._signal_r:
             self._handle_signals()
         else:
-            slot = pool.slot_for(obj)
+            slot = self._pool.slot_for(obj)
             if slot is not None:
                 self._handle_slot(slot, obj)
 
@@ -283,6 +312,11 @@ class Supervisor:
         else:
             self._due_in(due_in_s)
 
+    def _due_in(self, seconds: float) -> None:
+        """Wake up to claim when a delayed task or a retry becomes due."""
+        due = time.monotonic() + seconds
+        self.next_due = due if self.next_due is None else min(self.next_due, due)
+
     def _handle_slot(self, slot: Slot, obj: Any) -> None:
         if obj is slot.conn:
             try:
@@ -297,26 +331,29 @@ class Supervisor:
         kind = message[0]
         if kind == "ready":
             slot.ready = True
-            self.claim_wanted = True
         elif kind == "started" and slot.job is not None:
             slot.job.started_at = message[3]
         elif kind == "done" and slot.job is not None:
             outcome: Outcome = message[3]
-            finish = self.completer.add(slot.job.claimed, outcome, slot.pid)
-            if finish.will_retry and finish.retry_delay_s is not None:
-                self._due_in(finish.retry_delay_s)
+            self._record(slot.job.claimed, outcome, slot.pid)
             self._job_over(slot)
 
+    def _record(self, claimed: store.Claimed, outcome: Outcome, pid: int | None) -> None:
+        finish = decide(claimed, outcome, pid, self.worker_id)
+        self.completer.submit(finish)
+        if finish.will_retry and finish.retry_delay_s is not None:
+            self._due_in(finish.retry_delay_s)
+
     def _job_over(self, slot: Slot) -> None:
-        pool = self.pool
-        assert pool is not None
+        if slot.job is not None:
+            took = time.monotonic() - slot.job.dispatched_at
+            avg = self.avg_task_s
+            self.avg_task_s = took if avg is None else avg + DURATION_SMOOTHING * (took - avg)
         slot.job = None
         slot.tasks_done += 1
-        if self.backlog:
-            self.claim_wanted = True
         if self._should_recycle(slot):
             logger.info("recycling child %s after %d tasks", slot.pid, slot.tasks_done)
-            pool.retire(slot)
+            self._pool.retire(slot)
 
     def _should_recycle(self, slot: Slot) -> bool:
         limit = self.options.max_tasks_per_child
@@ -326,8 +363,6 @@ class Supervisor:
         return bool(mem_limit) and slot.rss_bytes() > mem_limit * 1024 * 1024
 
     def _child_died(self, slot: Slot) -> None:
-        pool = self.pool
-        assert pool is not None
         if slot.job is not None:
             code = slot.process.exitcode
             logger.warning(
@@ -345,9 +380,9 @@ class Supervisor:
         elif not slot.retiring and not self.stopping:
             logger.warning("child %s exited unexpectedly; replacing it", slot.pid)
         if self.stopping:
-            pool.kill(slot)
+            self._pool.kill(slot)
             return
-        pool.replace(slot)
+        self._pool.replace(slot)
 
     def _abandon(self, slot: Slot, code: str, outcome: str, message: str) -> None:
         """Record the job of a child that is gone: crashed/timed out if it started, else requeue."""
@@ -356,22 +391,13 @@ class Supervisor:
             return
         slot.job = None
         if job.started_at is None:
-            self.completer.add_release(job.claimed)
+            self.completer.release(job.claimed.task_id, job.claimed.claim_gen)
             return
         result = failure(code, message, started_at=job.started_at, outcome=outcome)
-        finish = self.completer.add(job.claimed, result, slot.pid)
-        if finish.will_retry and finish.retry_delay_s is not None:
-            self._due_in(finish.retry_delay_s)
-
-    def _due_in(self, seconds: float) -> None:
-        """Wake up to claim when a retry this worker scheduled becomes due."""
-        due = time.monotonic() + seconds
-        self.next_due = due if self.next_due is None else min(self.next_due, due)
+        self._record(job.claimed, result, slot.pid)
 
     def _check_timeouts(self, now: float) -> None:
-        pool = self.pool
-        assert pool is not None
-        for slot in pool.busy_slots():
+        for slot in self._pool.busy_slots():
             job = slot.job
             assert job is not None
             timeout_ms = job.claimed.timeout_ms
@@ -389,59 +415,48 @@ class Supervisor:
                     f"task exceeded its timeout of {timeout_ms} ms",
                 )
                 if self.stopping:
-                    pool.kill(slot)
+                    self._pool.kill(slot)
                 else:
-                    pool.replace(slot)
+                    self._pool.replace(slot)
 
     # ------------------------------------------------------------------ database
 
-    def _write(self, claim: bool) -> None:
-        """Record pending outcomes and claim, in one transaction; then start what was claimed.
-
-        Pipelined, so the whole exchange costs a few round trips whatever the batch size.
-        """
-        db, pool = self.db, self.pool
-        if db is None or pool is None:
-            return
-        idle = pool.idle_slots() if claim else []
-        started: dict[str, int] = {}
-        batch = self.completer.take()
-        try:
-            with db.pipeline():
-                with db.transaction():
-                    self.completer.write(db, batch)
-                    claimed = self.planner.claim(db, self.worker_id, len(idle)) if idle else []
-                if claimed:
-                    started = store.start_claims(db, self.worker_id)
-        except DB_ERRORS as exc:
-            self.completer.restore(batch)
-            self._db_lost(exc)
-            return
-        if claim:
-            self._after_claim(idle, claimed, started)
-
-    def _after_claim(
-        self, idle: list[Slot], claimed: list[store.Claimed], started: dict[str, int]
-    ) -> None:
-        """Dispatch what was started; hand back anything started that we did not claim now."""
-        pool = self.pool
-        assert pool is not None
+    def _claim(self) -> None:
+        """Claim up to the room this worker has (idle children plus the prefetch buffer)."""
+        assert self.db is not None
         now = time.monotonic()
         polled = now >= self.next_poll
-        self.claim_wanted = False
+        room = self._room()
+        try:
+            claimed = self.planner.claim(self.db, self.worker_id, room)
+        except DB_ERRORS as exc:
+            self._db_lost(exc)
+            return
+        self.buffer.extend(claimed)
+        self.claim_wanted = len(claimed) >= room  # a full claim suggests a backlog
         self.next_poll = now + self.settings.POLL_INTERVAL_MS / 1000
-        self.backlog = len(claimed) >= len(idle)
-        runnable = [c for c in claimed if started.get(c.task_id) == c.claim_gen]
+        if polled and not self.claim_wanted:  # notifications carry due times; polls cover
+            self._refresh_next_due()  # the ones that were lost
+
+    def _dispatch(self) -> None:
+        """Start as many buffered claims as there are idle children, and hand them over."""
+        idle = self._pool.idle_slots()
+        if not idle or not self.buffer or self.db is None:
+            return
+        batch = [self.buffer.popleft() for _ in range(min(len(idle), len(self.buffer)))]
+        try:
+            started = store.start_claims(self.db, [(c.task_id, c.claim_gen) for c in batch])
+        except DB_ERRORS as exc:
+            self.buffer.extendleft(reversed(batch))
+            self._db_lost(exc)
+            return
+        runnable = [c for c in batch if started.get(c.task_id) == "RUNNING"]
         for slot, task in zip(idle, runnable, strict=False):
-            pool.dispatch(slot, task)
-        known = {c.task_id for c in claimed}
-        for task_id, gen in started.items():
-            if task_id not in known:  # claimed earlier but never dispatched (e.g. lost reply)
-                self.completer.add_release_id(task_id, gen)
-        if self.backlog:
-            self.claim_wanted = True
-        elif polled:  # notifications carry due times; the poll covers lost ones
-            self._refresh_next_due()
+            if not self._pool.dispatch(slot, task):  # the child died since it was idle
+                self.completer.release(task.task_id, task.claim_gen)
+                self._child_died(slot)
+        if len(runnable) < len(batch):
+            self.claim_wanted = True  # cancelled or expired while waiting: refill
 
     def _refresh_next_due(self) -> None:
         """When nothing is eligible, sleep until the earliest delayed task becomes due."""
@@ -454,6 +469,10 @@ class Supervisor:
             return
         self.next_due = None if due is None else time.monotonic() + max(0.0, due)
 
+    def _held(self) -> list[str]:
+        running = [s.job.claimed.task_id for s in self._pool.busy_slots() if s.job is not None]
+        return [*running, *(c.task_id for c in self.buffer)]
+
     def _heartbeat(self) -> None:
         self.next_heartbeat = time.monotonic() + self.settings.HEARTBEAT_INTERVAL_MS / 1000
         if self.db is None:
@@ -461,7 +480,11 @@ class Supervisor:
         state = "STOPPING" if self.stopping else "RUNNING"
         try:
             store.heartbeat(
-                self.db, self.worker_id, lease_s=self.settings.CLAIM_LEASE_MS / 1000, state=state
+                self.db,
+                self.worker_id,
+                held=self._held(),
+                lease_s=self.settings.CLAIM_LEASE_MS / 1000,
+                state=state,
             )
         except DB_ERRORS as exc:
             self._db_lost(exc)
@@ -489,8 +512,10 @@ class Supervisor:
 
     def _reconnect(self) -> None:
         try:
-            self.db = store.connect(self.alias)
+            self.db = self._connect_main()
+            self._reconcile(self.db)
         except DB_ERRORS as exc:
+            self.db = None
             self.reconnect_backoff = min(self.reconnect_backoff * 2, MAX_RECONNECT_BACKOFF_S)
             self.next_reconnect = time.monotonic() + self.reconnect_backoff
             logger.warning("reconnect failed (%s); next try in %.1fs", exc, self.reconnect_backoff)
@@ -499,9 +524,26 @@ class Supervisor:
         self.reconnect_backoff = 0.2
         self.claim_wanted = True
         self.next_heartbeat = 0.0
-        self.next_maintenance = 0.0
-        self.leadership = Leadership()
         self._open_listener()
+
+    def _reconcile(self, db: psycopg.Connection[store.Row]) -> None:
+        """After a lost connection, hand back what the database says we hold but we do not run.
+
+        A reply lost with the connection can leave a claim (or a start) committed that this
+        process never saw; without this, such a task would wait for the rescuer, or worse, be
+        recorded as crashed although it never ran.
+        """
+        running = {s.job.claimed.task_id for s in self._pool.busy_slots() if s.job is not None}
+        recording = self.completer.recording()
+        buffered = {c.task_id: c for c in self.buffer}
+        for task_id, gen, status in store.held_tasks(db, self.worker_id):
+            if task_id in running or task_id in recording:
+                continue
+            if status == "CLAIMED" and task_id in buffered:
+                continue
+            buffered.pop(task_id, None)
+            self.completer.release(task_id, gen)
+        self.buffer = deque(c for c in self.buffer if c.task_id in buffered)
 
     def _open_listener(self) -> None:
         try:

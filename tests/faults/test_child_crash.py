@@ -59,7 +59,6 @@ DISPATCH_TO_DEAD_CHILD = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=DISPATCH_TO_DEAD_CHILD)
 def test_worker_survives_children_killed_between_tasks(fault_worker: StartFaultWorker) -> None:
     worker = fault_worker()
     rng = random.Random(7)

@@ -29,10 +29,6 @@ LOST_REPLY = (
 )
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: some runs pass; make it strict (or drop the mark) once fixed
-    reason=LOST_REPLY,
-)
 def test_terminated_worker_connections_lose_nothing(
     fault_worker: StartFaultWorker, tmp_path: Path
 ) -> None:
@@ -86,7 +82,6 @@ def test_polling_drains_tasks_when_the_listen_connection_is_dropped(
     assert_invariants()
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_REPLY)
 def test_task_started_for_a_live_worker_whose_reply_was_lost_is_recovered(
     fault_worker: StartFaultWorker,
 ) -> None:

@@ -68,11 +68,6 @@ def test_late_outcome_of_a_frozen_worker_is_fenced_off(
     assert_invariants()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a frozen maintenance leader keeps its advisory lock (its session stays open), so "
-    "no other worker runs the rescuer and the leader's own tasks are never recovered",
-)
 def test_tasks_of_a_frozen_maintenance_leader_are_recovered(
     fault_worker: StartFaultWorker, tmp_path: Path
 ) -> None:

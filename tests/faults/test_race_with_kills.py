@@ -37,11 +37,6 @@ def _kill_a_child(workers: list[FaultWorker], rng: random.Random) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: with the bug most runs fail, a few pass; make it strict once fixed
-    reason="a child killed between the parent's wait() and its next dispatch makes "
-    "Pool.dispatch() raise BrokenPipeError, which kills the worker parent",
-)
 @pytest.mark.parametrize("n_workers", [2, 3])
 def test_racing_workers_with_child_kills_complete_every_task_once(
     fault_worker: StartFaultWorker, n_workers: int
