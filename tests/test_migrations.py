@@ -105,4 +105,4 @@ def test_migrations_reverse_to_nothing_and_apply_again(fresh_database_url: str) 
             " 0, 0, '{}', 'sha', 0)"
         )
         received = [n.payload for n in conn.notifies(timeout=10, stop_after=1)]
-    assert received == ["default"]
+    assert received == ["default 0"]  # queue and milliseconds until due
