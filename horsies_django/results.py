@@ -55,6 +55,12 @@ class _Waiters:
                 if not wakes:
                     del self._by_task[task_id]
 
+    def stop(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None and listener.pid == os.getpid():
+            listener.stop(wait_s=5.0)
+
     def _ensure_listener(self) -> None:
         listener = self._listener
         if listener is None or listener.pid != os.getpid():
@@ -79,6 +85,11 @@ class _Waiters:
 
 
 WAITERS = _Waiters()
+
+
+def stop_listener() -> None:
+    """Stop this process's result listener and close its connection (it restarts on demand)."""
+    WAITERS.stop()
 
 
 def poll_interval_s() -> float:

@@ -58,8 +58,11 @@ class BackgroundListener:
         self._thread = threading.Thread(target=self._run, name="horsies-listener", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 0.0) -> None:
+        """Ask the thread to end (it closes its connection); wait up to `wait_s` for it."""
         self._stop.set()
+        if wait_s:
+            self._thread.join(wait_s)
 
     def _run(self) -> None:
         backoff = 0.1
