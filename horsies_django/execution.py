@@ -39,6 +39,23 @@ class Outcome:
     finished_at: datetime
     outcome: str = AttemptOutcome.COMPLETED
 
+    def __reduce__(self) -> tuple[type[Outcome], tuple[Any, ...]]:
+        # Sent over a pipe for every task: a plain tuple pickles much faster than the
+        # generic dataclass state.
+        return (
+            Outcome,
+            (
+                self.ok,
+                self.result_json,
+                self.error_code,
+                self.message,
+                self.traceback,
+                self.started_at,
+                self.finished_at,
+                str(self.outcome),
+            ),
+        )
+
 
 def now() -> datetime:
     return datetime.now(UTC)

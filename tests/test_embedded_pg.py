@@ -145,7 +145,14 @@ def test_missing_binaries_error_names_the_fixes(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.usefixtures("no_signal_handler_leaks")
+def _modes_of_home_and_ancestors() -> dict[Path, int]:
+    """Permission bits of the home directory, the working directory and all their parents."""
+    places = {Path.home(), Path.cwd(), Path(sys.executable).resolve()}
+    return {p: p.stat().st_mode for place in places for p in (place, *place.parents)}
+
+
 def test_throwaway_postgres_serves_then_disappears() -> None:
+    modes_before = _modes_of_home_and_ancestors()
     with throwaway_postgres() as url:
         assert url.startswith("postgresql://horsies@127.0.0.1:")
         assert url.endswith("/horsies")
@@ -160,6 +167,8 @@ def test_throwaway_postgres_serves_then_disappears() -> None:
         tmpdir = datadir.parent
         assert tmpdir.name.startswith("horsies-pg-")
     _assert_cleaned_up(tmpdir, postmaster)
+    # Running as root, the server runs as another user: nothing was opened up for it.
+    assert _modes_of_home_and_ancestors() == modes_before
 
 
 class _BoomError(Exception):

@@ -21,6 +21,9 @@ class Job:
     task_name: str
     kwargs_json: str
 
+    def __reduce__(self) -> tuple[type[Job], tuple[str, int, str, str]]:
+        return (Job, (self.task_id, self.claim_gen, self.task_name, self.kwargs_json))
+
 
 # Messages child -> parent: ("ready", pid) | ("started", task_id, gen, datetime)
 #                           | ("done", task_id, gen, Outcome)
