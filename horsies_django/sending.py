@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -86,39 +87,17 @@ def prepare(
         kwargs_json = codec.dumps(encoded)
     except EncodingError as exc:
         return _invalid(f"{definition.name}: argument {exc}", exc)
-    priority = DEFAULT_PRIORITY if opts.priority is None else opts.priority
-    task_id = str(uuid7())
-    return Ok(
-        TaskSendPayload(
-            task_id=task_id,
-            task_name=definition.name,
-            queue_name=definition.queue_name,
-            priority=priority,
-            kwargs_json=kwargs_json,
-            delay_seconds=delay_seconds,
-            good_until=opts.good_until,
-            enqueue_sha=_sha(task_id, definition, priority, kwargs_json, delay_seconds, opts),
-        )
-    )
-
-
-def _sha(
-    task_id: str,
-    definition: TaskDefinition,
-    priority: int,
-    kwargs_json: str,
-    delay_seconds: float | None,
-    opts: TaskSendOptions,
-) -> str:
-    return codec.enqueue_sha(
-        task_id=task_id,
+    unsigned = TaskSendPayload(
+        task_id=str(uuid7()),
         task_name=definition.name,
         queue_name=definition.queue_name,
-        priority=priority,
+        priority=DEFAULT_PRIORITY if opts.priority is None else opts.priority,
         kwargs_json=kwargs_json,
         delay_seconds=delay_seconds,
         good_until=opts.good_until,
+        enqueue_sha="",
     )
+    return Ok(replace(unsigned, enqueue_sha=payload_sha(unsigned)))
 
 
 def payload_sha(payload: TaskSendPayload) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -21,7 +21,7 @@ else:
 
 
 @admin.register(TaskAttempt)
-class TaskAttemptAdmin(_AttemptAdmin):
+class TaskAttemptAdmin(common.ReadOnlyAdmin, _AttemptAdmin):
     list_display = (
         "task_link",
         "attempt",
@@ -63,15 +63,6 @@ class TaskAttemptAdmin(_AttemptAdmin):
     class Media:
         css = common.MEDIA_CSS
         js = common.MEDIA_JS
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[TaskAttempt], search_term: str

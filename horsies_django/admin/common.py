@@ -13,6 +13,7 @@ from uuid import UUID
 
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -28,6 +29,19 @@ if TYPE_CHECKING:  # generic only in the stubs
     _Paginator = Paginator[Any]
 else:
     _Paginator = Paginator
+
+
+class ReadOnlyAdmin:
+    """Admin rows are never added, edited or deleted by hand: services and commands do that."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # pruning is the horsies_prune command
 
 
 class EstimatedCountPaginator(_Paginator):

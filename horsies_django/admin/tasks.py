@@ -90,7 +90,7 @@ class TaskAttemptInline(_AttemptInline):
 
 
 @admin.register(Task)
-class TaskAdmin(_TaskAdmin):
+class TaskAdmin(common.ReadOnlyAdmin, _TaskAdmin):
     list_display = LIST_DISPLAY
     list_display_links = None
     sortable_by = ("sent_at", "finished_at")
@@ -156,17 +156,6 @@ class TaskAdmin(_TaskAdmin):
     class Media:
         css = common.MEDIA_CSS
         js = common.MEDIA_JS
-
-    # ------------------------------------------------------------------ permissions
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # pruning is a management command
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return actions.ACTIONS["cancel_tasks"].allowed(request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
@@ -29,7 +29,7 @@ def liveness(worker: Worker) -> str:
 
 
 @admin.register(Worker)
-class WorkerAdmin(_WorkerAdmin):
+class WorkerAdmin(common.ReadOnlyAdmin, _WorkerAdmin):
     list_display = (
         "name",
         "hostname",
@@ -63,15 +63,6 @@ class WorkerAdmin(_WorkerAdmin):
     class Media:
         css = common.MEDIA_CSS
         js = common.MEDIA_JS
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         # Served by the partial index on claimed_by for CLAIMED/RUNNING rows: one probe per row.
