@@ -132,3 +132,20 @@ def test_operator_reenqueues_a_failed_task_and_sees_it_complete(
     assert flaky_id in page.locator(".field-origin_link").inner_html()
     assert "second time lucky" in page.locator(".field-result_json").inner_text()
     assert page.locator("#attempts-group .hz-badge.hz-completed").count() == 1
+
+    # Django's dark theme (prefers-color-scheme): the same pages stay readable.
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{base}/admin/horsies_django/task/")
+    page.wait_for_selector(".hz-summary")
+    page.screenshot(path=str(SHOTS / "admin-changelist-dark.png"), full_page=True)
+    body_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    tile = page.locator(".hz-tile").first
+    tile_fg = tile.evaluate("e => getComputedStyle(e).color")
+    assert _luminance(body_bg) < 0.2, body_bg
+    assert _luminance(tile_fg) > 0.5, tile_fg
+
+
+def _luminance(css_rgb: str) -> float:
+    """Relative luminance (0 black .. 1 white) of a CSS `rgb(...)`/`rgba(...)` colour."""
+    r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", css_rgb)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
