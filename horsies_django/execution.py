@@ -21,7 +21,6 @@ from horsies_django.types import (
     AttemptOutcome,
     ContractCode,
     OperationalErrorCode,
-    TaskError,
     TaskResult,
 )
 
@@ -186,8 +185,3 @@ def resolve_error_code(definition: TaskDefinition, exc: BaseException) -> str:
     if definition.default_unhandled_error_code is not None:
         return definition.default_unhandled_error_code
     return settings.DEFAULT_UNHANDLED_ERROR_CODE
-
-
-def result_of(outcome: Outcome) -> TaskResult[Any, TaskError]:
-    """The TaskResult an Outcome stores (for in-process runners)."""
-    return codec.decode_result(outcome.result_json, None)

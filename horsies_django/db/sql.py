@@ -64,9 +64,13 @@ FROM horsies_task WHERE id = %s
 
 # --------------------------------------------------------------------------- claiming
 
+# A claim generation is a random token, not a counter: a claim undone by a server crash (claims
+# are committed asynchronously) can then never be confused with the next claim of the task.
+NEW_GENERATION: Final = "1 + (random() * 9.0e18)::bigint"
+
 # Claim up to %(limit)s eligible tasks across queues, in (queue priority, task priority,
 # eligible time, id) order; each queue contributes at most its own limit.
-CLAIM: Final = """
+CLAIM: Final = f"""
 WITH q AS (
     SELECT * FROM unnest(%(queues)s::text[], %(queue_priorities)s::int[], %(queue_limits)s::int[])
         AS q(name, rank, lim)
@@ -87,7 +91,7 @@ picked AS (
     LIMIT %(limit)s
 )
 UPDATE horsies_task t
-SET status = 'CLAIMED', claimed_by = %(worker_id)s, claim_gen = t.claim_gen + 1,
+SET status = 'CLAIMED', claimed_by = %(worker_id)s, claim_gen = {NEW_GENERATION},
     claimed_at = now(), claim_expires_at = now() + make_interval(secs => %(lease_s)s)
 FROM picked
 WHERE t.id = picked.id
@@ -132,9 +136,11 @@ WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
 RETURNING t.id, t.status
 """
 
-# The RUNNING mark may be lost in a server crash (the rescuer then requeues the CLAIMED
-# task): it need not wait for the WAL flush, only be visible to concurrent cancels.
-ASYNC_COMMIT: Final = "SET LOCAL synchronous_commit TO OFF"
+# The worker's claim connection commits claims, starts, heartbeats and maintenance without
+# waiting for the WAL flush: each is visible at once to other sessions (so a cancel cannot race
+# a start), and a server crash that undoes one leaves nothing that the rescuer cannot recover.
+# Outcomes are written on the completer's connection, durably.
+ASYNC_SESSION: Final = "SELECT set_config('synchronous_commit', 'off', false)"
 
 # Record a batch of outcomes: transition each still-fenced row and append its attempt.
 # A row whose status or generation moved on is skipped, so applying a batch twice is a no-op.

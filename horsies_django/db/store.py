@@ -214,10 +214,10 @@ def start_claims(
     conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]
 ) -> dict[str, str]:
     """Start these (id, generation) claims: {task id: RUNNING or EXPIRED} for those changed."""
-    with conn.pipeline(), conn.transaction():
-        conn.execute(sql.ASYNC_COMMIT)
-        cur = conn.execute(sql.START_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims]))
-    return {str(r[0]): str(r[1]) for r in cur.fetchall()}
+    rows = conn.execute(
+        sql.START_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +313,11 @@ def held_tasks(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> list[tupl
 
 def set_idle_session_timeout(conn: psycopg.Connection[Row], timeout_ms: int) -> None:
     conn.execute(sql.IDLE_SESSION_TIMEOUT, (f"{timeout_ms}ms",))
+
+
+def commit_asynchronously(conn: psycopg.Connection[Row]) -> None:
+    """This session's commits return before their WAL is flushed (see sql.ASYNC_SESSION)."""
+    conn.execute(sql.ASYNC_SESSION)
 
 
 def stop_worker(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from typing import Any
@@ -44,7 +43,6 @@ class Slot:
     job: Running | None = None
     tasks_done: int = 0
     retiring: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def idle(self) -> bool:
@@ -154,7 +152,3 @@ class Pool:
         for slot in self.slots:
             slot.process.join(timeout=5)
             slot.conn.close()
-
-
-def current_pid() -> int:
-    return os.getpid()

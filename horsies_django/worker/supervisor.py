@@ -119,10 +119,13 @@ class Supervisor:
         return 0
 
     def _connect_main(self) -> psycopg.Connection[store.Row]:
-        """The claim/heartbeat connection. If this process freezes (SIGSTOP, a stuck VM),
-        PostgreSQL ends the idle session, so the maintenance lock it may hold is released."""
+        """The claim/heartbeat connection (commits asynchronously: see `sql.ASYNC_SESSION`).
+
+        If this process freezes (SIGSTOP, a stuck VM), PostgreSQL ends the idle session, so the
+        maintenance lock it may hold is released."""
         conn = store.connect(self.alias)
         store.set_idle_session_timeout(conn, self.settings.WORKER_STALE_AFTER_MS)
+        store.commit_asynchronously(conn)
         return conn
 
     def _connect_or_die(self) -> None:
