@@ -21,7 +21,7 @@ else:
 
 
 @admin.register(TaskAttempt)
-class TaskAttemptAdmin(common.ReadOnlyAdmin, _AttemptAdmin):
+class TaskAttemptAdmin(common.AttemptColumns, common.ReadOnlyAdmin, _AttemptAdmin):
     list_display = (
         "task_link",
         "attempt",
@@ -77,21 +77,9 @@ class TaskAttemptAdmin(common.ReadOnlyAdmin, _AttemptAdmin):
         url = common.admin_url("task", obj.task_id)
         return format_html("{} {}", common.copyable_id(obj.task_id, url), obj.task.task_name)
 
-    @admin.display(description="outcome")
-    def outcome_badge(self, obj: TaskAttempt) -> SafeString:
-        return common.badge(obj.outcome)
-
     @admin.display(description="message")
     def message(self, obj: TaskAttempt) -> str:
         return truncatechars(obj.error_message or "", 80) or "-"
-
-    @admin.display(description="worker")
-    def worker(self, obj: TaskAttempt) -> SafeString:
-        return common.worker_link(obj.worker_id)
-
-    @admin.display(description="duration")
-    def took(self, obj: TaskAttempt) -> str:
-        return common.human_duration(obj.duration)
 
     @admin.display(description="traceback")
     def traceback_block(self, obj: TaskAttempt) -> SafeString:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -20,6 +21,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from horsies_django.db import admin_queries
+from horsies_django.models import TaskAttempt
 
 EXACT_COUNT_CAP: Final = 10_000
 MEDIA_CSS: Final = {"all": ("horsies_django/admin.css",)}
@@ -42,6 +44,22 @@ class ReadOnlyAdmin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # pruning is the horsies_prune command
+
+
+class AttemptColumns:
+    """Display columns shared by the attempt list and the attempts inline of a task."""
+
+    @admin.display(description="outcome")
+    def outcome_badge(self, obj: TaskAttempt) -> SafeString:
+        return badge(obj.outcome)
+
+    @admin.display(description="worker")
+    def worker(self, obj: TaskAttempt) -> SafeString:
+        return worker_link(obj.worker_id)
+
+    @admin.display(description="duration")
+    def took(self, obj: TaskAttempt) -> str:
+        return human_duration(obj.duration)
 
 
 class EstimatedCountPaginator(_Paginator):

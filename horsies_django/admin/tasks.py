@@ -36,7 +36,7 @@ else:
     _TaskAdmin = admin.ModelAdmin
 
 
-class TaskAttemptInline(_AttemptInline):
+class TaskAttemptInline(common.AttemptColumns, _AttemptInline):
     model = TaskAttempt
     extra = 0
     max_num = 0
@@ -66,18 +66,6 @@ class TaskAttemptInline(_AttemptInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    @admin.display(description="outcome")
-    def outcome_badge(self, obj: TaskAttempt) -> SafeString:
-        return common.badge(obj.outcome)
-
-    @admin.display(description="worker")
-    def worker(self, obj: TaskAttempt) -> SafeString:
-        return common.worker_link(obj.worker_id)
-
-    @admin.display(description="duration")
-    def took(self, obj: TaskAttempt) -> str:
-        return common.human_duration(obj.duration)
 
     @admin.display(description="traceback")
     def traceback_block(self, obj: TaskAttempt) -> SafeString:
