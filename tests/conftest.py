@@ -122,45 +122,58 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
 
+def launch_worker(
+    settings_module: str, args: tuple[str, ...], log_path: Path, env: dict[str, str]
+) -> WorkerProcess:
+    """A `horsies_worker` subprocess in its own process group, logging to `log_path`."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "django",
+        "horsies_worker",
+        "--settings",
+        settings_module,
+        *args,
+    ]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    return WorkerProcess(proc, log_path, list(args))
+
+
+def stop_all(workers: list[WorkerProcess]) -> None:
+    for worker in workers:
+        worker.stop()
+        worker.kill()
+
+
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: start a worker subprocess with extra CLI args; all are stopped afterwards."""
     started: list[WorkerProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:
-        log_path = tmp_path / f"worker-{len(started)}.log"
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        cmd = [
-            sys.executable,
-            "-m",
-            "django",
-            "horsies_worker",
-            "--settings",
+        worker = launch_worker(
             os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-            "--processes",
-            "2",
-            *args,
-        ]
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=full_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(proc, log_path, list(args))
+            ("--processes", "2", *args),
+            tmp_path / f"worker-{len(started)}.log",
+            {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        )
+        worker.args = list(args)
         started.append(worker)
         if wait:
             worker.wait_ready()
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
-        worker.kill()
+    stop_all(started)
 
 
 @pytest.fixture

@@ -16,7 +16,14 @@ from typing import Any
 import psutil
 import psycopg
 
-from tests.conftest import ROOT, WorkerProcess, database_url, sql_rows
+from tests.conftest import (
+    ROOT,
+    WorkerProcess,
+    database_url,
+    launch_worker,
+    sql_rows,
+    stop_all,
+)
 
 TASK_MODULES = ("tests.testapp.tasks", "tests.testapp.worker_tasks")
 
@@ -47,29 +54,19 @@ def configured_workers(tmp_path: Path) -> Iterator[StartWorker]:
         module = write_settings(
             tmp_path, f"worker_settings_{index}", {"TASK_MODULES": TASK_MODULES, **horsies}
         )
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
-        cmd = [sys.executable, "-m", "django", "horsies_worker", "--settings", module, *args]
-        log_path = tmp_path / f"configured-worker-{index}.log"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(proc, log_path, list(args))
+        worker = launch_worker(
+            module,
+            args,
+            tmp_path / f"configured-worker-{index}.log",
+            {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])},
+        )
         started.append(worker)
         if wait:
             worker.wait_ready()
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
-        worker.kill()
+    stop_all(started)
 
 
 def run_worker_command(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:

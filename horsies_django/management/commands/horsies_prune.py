@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from horsies_django.conf import horsies_settings
 from horsies_django.db import maintenance_queries as q
+from horsies_django.management.argtypes import int_between
 
 UNITS: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -35,14 +36,7 @@ def duration(value: str) -> float | None:
     return float(match[1]) * UNITS[match[2]]
 
 
-def batch_size(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not 1 <= number <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{number} must be between 1 and 1000000")
-    return number
+batch_size = int_between(1, 1_000_000)
 
 
 def describe(seconds: float | None) -> str:

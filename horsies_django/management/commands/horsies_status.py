@@ -7,7 +7,6 @@ that (the rescuer will recover its tasks), "stopped" or "dead" once its row says
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import time
@@ -22,20 +21,14 @@ from rich.table import Table
 
 from horsies_django.conf import HorsiesSettings, horsies_settings
 from horsies_django.db import maintenance_queries as q
+from horsies_django.management.argtypes import seconds_between
 
 DEFAULT_WATCH_S: Final = 2.0
 RECENT_WORKERS_S: Final = 3_600.0
 MAX_WORKERS: Final = 100
 
 
-def watch_seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not 0.1 <= number <= 3_600:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0.1 and 3600 seconds")
-    return number
+watch_seconds = seconds_between(0.1, 3_600)
 
 
 @dataclass(frozen=True, slots=True)

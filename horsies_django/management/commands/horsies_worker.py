@@ -12,40 +12,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from horsies_django.conf import horsies_settings
 from horsies_django.exceptions import ConfigurationError
+from horsies_django.management.argtypes import int_between, non_negative_int, positive_seconds
 from horsies_django.worker.supervisor import Supervisor, WorkerOptions
 
 MAX_PROCESSES = 256
 MAX_NAME_LENGTH = 255  # horsies_worker.name
 
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not 1 <= number <= MAX_PROCESSES:
-        raise argparse.ArgumentTypeError(f"{number} must be between 1 and {MAX_PROCESSES}")
-    return number
-
-
-def non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{number} must be 0 (off) or more")
-    return number
-
-
-def positive_seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be more than 0 seconds")
-    return number
+positive_int = int_between(1, MAX_PROCESSES)
 
 
 def queue_list(value: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.console import Console
 from rich.live import Live
 
+from horsies_django.management.argtypes import positive_seconds
 from horsies_django.models import Worker, WorkerState
 from orders.demo import display
 from orders.demo.processes import ManagedProcess, manage_py, port_in_use, wait_for_port
@@ -50,16 +51,6 @@ def port_number(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65_535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
     return int(value)
-
-
-def positive_seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be more than 0 seconds")
-    return number
 
 
 class Command(BaseCommand):
