@@ -38,22 +38,40 @@ class Outcome:
     finished_at: datetime
     outcome: str = AttemptOutcome.COMPLETED
 
-    def __reduce__(self) -> tuple[type[Outcome], tuple[Any, ...]]:
-        # Sent over a pipe for every task: a plain tuple pickles much faster than the
-        # generic dataclass state.
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Sent over a pipe for every task: plain values with epoch times pickle several times
+        # faster than the generic dataclass state with datetimes.
+        started = None if self.started_at is None else self.started_at.timestamp()
         return (
-            Outcome,
+            _outcome_from_wire,
             (
                 self.ok,
                 self.result_json,
                 self.error_code,
                 self.message,
                 self.traceback,
-                self.started_at,
-                self.finished_at,
+                started,
+                self.finished_at.timestamp(),
                 str(self.outcome),
             ),
         )
+
+
+def _outcome_from_wire(
+    ok: bool,
+    result_json: str,
+    error_code: str | None,
+    message: str | None,
+    traceback: str | None,
+    started: float | None,
+    finished: float,
+    outcome: str,
+) -> Outcome:
+    started_at = None if started is None else datetime.fromtimestamp(started, UTC)
+    finished_at = datetime.fromtimestamp(finished, UTC)
+    return Outcome(
+        ok, result_json, error_code, message, traceback, started_at, finished_at, outcome
+    )
 
 
 def now() -> datetime:

@@ -6,6 +6,7 @@ import importlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +18,7 @@ from django.test import override_settings
 
 from horsies_django import TaskSendOptions
 from horsies_django.conf import horsies_settings
-from horsies_django.db import sql
+from horsies_django.db import sql, store
 from tests.conftest import WorkerProcess, database_url, sql_value, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -164,14 +165,9 @@ def test_unknown_queue_in_worker_option_is_refused(start_worker: StartWorker) ->
     assert "unknown queue" in worker.log()
 
 
-CLAIM_PARAMS = {
-    "queues": ["default"],
-    "queue_priorities": [1],
-    "queue_limits": [32],
-    "limit": 32,
-    "worker_id": "00000000-0000-0000-0000-000000000000",
-    "lease_s": 60,
-}
+CLAIM_PARAMS = store.claim_params(
+    uuid.UUID(int=0), [store.QueueSlot("default", rank=1, limit=32)], limit=32, lease_s=60
+)
 
 
 def _claim_time_ms(conn: psycopg.Connection[Any], runs: int = 60) -> float:

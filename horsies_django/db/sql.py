@@ -68,12 +68,16 @@ FROM horsies_task WHERE id = %s
 # are committed asynchronously) can then never be confused with the next claim of the task.
 NEW_GENERATION: Final = "1 + (random() * 9.0e18)::bigint"
 
-# Claim up to %(limit)s eligible tasks across queues, in (queue priority, task priority,
-# eligible time, id) order; each queue contributes at most its own limit.
+# Claim and start up to `limit` eligible tasks across queues, in (queue priority, task
+# priority, eligible time, id) order; each queue contributes at most its own limit. A worker
+# claims only what its children will run at once or right after their current task, so the
+# claim is the start (PENDING -> RUNNING in one write); `started_at` is corrected to the
+# moment user code began when the outcome is recorded.
+# Parameters: queue names, their ranks and per-queue limits (three arrays), the total limit, the
+# worker id, the lease in seconds.
 CLAIM: Final = f"""
 WITH q AS (
-    SELECT * FROM unnest(%(queues)s::text[], %(queue_priorities)s::int[], %(queue_limits)s::int[])
-        AS q(name, rank, lim)
+    SELECT * FROM unnest(%s::text[], %s::int[], %s::int[]) AS q(name, rank, lim)
 ),
 picked AS (
     SELECT c.id
@@ -88,15 +92,16 @@ picked AS (
         FOR UPDATE SKIP LOCKED
     ) c
     ORDER BY q.rank, c.priority, c.enqueued_at, c.id
-    LIMIT %(limit)s
+    LIMIT %s
 )
 UPDATE horsies_task t
-SET status = 'CLAIMED', claimed_by = %(worker_id)s, claim_gen = {NEW_GENERATION},
-    claimed_at = now(), claim_expires_at = now() + make_interval(secs => %(lease_s)s)
+SET status = 'RUNNING', claimed_by = %s, claim_gen = {NEW_GENERATION},
+    claimed_at = now(), started_at = now(),
+    claim_expires_at = now() + make_interval(secs => %s)
 FROM picked
 WHERE t.id = picked.id
 RETURNING t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.options::text,
-    t.good_until, t.timeout_ms, t.queue_name
+    extract(epoch FROM t.good_until)::float8, t.timeout_ms, t.queue_name
 """
 
 # Seconds until the earliest PENDING task of these queues becomes eligible (None if none).
@@ -120,47 +125,37 @@ LOCK_CAPS: Final = "SELECT pg_advisory_xact_lock(%s)"
 
 # --------------------------------------------------------------------------- running
 
-# Start claimed tasks just before dispatch: CLAIMED -> RUNNING, or EXPIRED when good_until
-# passed while the claim waited. A task cancelled since the claim no longer matches, so it is
-# never handed to a child. Returns (id, new status) of the rows it changed.
-START_CLAIMS: Final = """
-UPDATE horsies_task t
-SET status = CASE WHEN t.good_until <= now() THEN 'EXPIRED' ELSE 'RUNNING' END,
-    started_at = CASE WHEN t.good_until <= now() THEN NULL ELSE now() END,
-    finished_at = CASE WHEN t.good_until <= now() THEN now() END,
-    error_code = CASE WHEN t.good_until <= now() THEN 'TASK_EXPIRED' END,
-    failed_reason = CASE WHEN t.good_until <= now()
-        THEN 'good_until passed before the task started' END
-FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
-WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status = 'CLAIMED'
-RETURNING t.id, t.status
-"""
-
-# The worker's claim connection commits claims, starts, heartbeats and maintenance without
-# waiting for the WAL flush: each is visible at once to other sessions (so a cancel cannot race
-# a start), and a server crash that undoes one leaves nothing that the rescuer cannot recover.
+# The worker's claim connection commits claims, heartbeats and maintenance without waiting for
+# the WAL flush: each is visible at once to other sessions (so a cancel cannot race a claim),
+# and a server crash that undoes one leaves nothing that the rescuer cannot recover.
 # Outcomes are written on the completer's connection, durably.
 ASYNC_SESSION: Final = "SELECT set_config('synchronous_commit', 'off', false)"
 
-# Record a batch of outcomes: transition each still-fenced row and append its attempt.
-# A row whose status or generation moved on is skipped, so applying a batch twice is a no-op.
+# Worker statements are short and run thousands of times a second: compiling them with JIT
+# (which a large backlog's row estimates can trigger) costs far more than it saves.
+NO_JIT_SESSION: Final = "SELECT set_config('jit', 'off', false)"
+
+# Record a batch of outcomes, given as one JSON array of objects (cheap to build and to send):
+# transition each still-fenced row and append its attempt (none for EXPIRED: the task never
+# started). A row whose status or generation moved on is skipped, so applying a batch twice is a
+# no-op. Returns the ids recorded. Times are epoch seconds.
 FINISH: Final = """
 WITH d AS (
-    SELECT * FROM unnest(
-        %s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[],
-        %s::text[], %s::boolean[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-        %s::double precision[], %s::int[], %s::uuid[])
-    AS d(id, gen, new_status, outcome, result, error_code, failed_reason, error_message,
-         will_retry, traceback, started_at, finished_at, retry_delay_s, pid, worker_id)
+    SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d(
+        id uuid, gen bigint, new_status text, outcome text, result text, error_code text,
+        failed_reason text, error_message text, will_retry boolean, traceback text,
+        started_at double precision, finished_at double precision,
+        retry_delay_s double precision, pid int, worker_id uuid)
 ),
 done AS (
     UPDATE horsies_task t
     SET status = d.new_status,
-        result = CASE WHEN d.will_retry THEN NULL ELSE d.result::jsonb END,
-        error_code = CASE WHEN d.new_status = 'FAILED' THEN d.error_code END,
-        failed_reason = CASE WHEN d.new_status = 'FAILED' THEN d.failed_reason END,
-        started_at = coalesce(t.started_at, d.started_at),
-        finished_at = CASE WHEN d.will_retry THEN NULL ELSE d.finished_at END,
+        result = CASE WHEN d.new_status IN ('COMPLETED', 'FAILED') THEN d.result::jsonb END,
+        error_code = CASE WHEN d.new_status IN ('FAILED', 'EXPIRED') THEN d.error_code END,
+        failed_reason = CASE WHEN d.new_status IN ('FAILED', 'EXPIRED') THEN d.failed_reason END,
+        started_at = CASE WHEN d.new_status <> 'EXPIRED'
+            THEN coalesce(to_timestamp(d.started_at), t.started_at) END,
+        finished_at = CASE WHEN d.will_retry THEN NULL ELSE to_timestamp(d.finished_at) END,
         retry_count = t.retry_count + d.will_retry::int,
         next_retry_at = CASE WHEN d.will_retry
             THEN now() + make_interval(secs => d.retry_delay_s) END,
@@ -171,21 +166,26 @@ done AS (
     FROM d
     WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status IN ('CLAIMED', 'RUNNING')
     RETURNING t.id, t.retry_count - d.will_retry::int AS prior_retries
+),
+attempts AS (
+    INSERT INTO horsies_task_attempt (
+        task_id, attempt, outcome, will_retry, error_code, error_message, traceback, worker_id,
+        pid, started_at, finished_at)
+    SELECT d.id, done.prior_retries + 1, d.outcome, d.will_retry, d.error_code,
+        d.error_message, d.traceback, d.worker_id, d.pid, to_timestamp(d.started_at),
+        to_timestamp(d.finished_at)
+    FROM done JOIN d ON d.id = done.id
+    WHERE d.new_status <> 'EXPIRED'
 )
-INSERT INTO horsies_task_attempt (
-    task_id, attempt, outcome, will_retry, error_code, error_message, traceback, worker_id,
-    pid, started_at, finished_at)
-SELECT d.id, done.prior_retries + 1, d.outcome, d.will_retry, d.error_code, d.error_message,
-    d.traceback, d.worker_id, d.pid, d.started_at, d.finished_at
-FROM done JOIN d ON d.id = done.id
-RETURNING task_id
+SELECT id FROM done
 """
 
-# Put tasks whose user code never started back to PENDING, fenced by generation.
+# Put tasks whose user code never started back to PENDING, fenced by generation; the claims
+# are a JSON array of {id, gen} objects.
 RELEASE_CLAIMS: Final = """
 UPDATE horsies_task t
 SET status = 'PENDING', claimed_by = NULL, claim_expires_at = NULL, started_at = NULL
-FROM unnest(%s::uuid[], %s::bigint[]) AS d(id, gen)
+FROM jsonb_to_recordset(%s::jsonb) AS d(id uuid, gen bigint)
 WHERE t.id = d.id AND t.claim_gen = d.gen AND t.status IN ('CLAIMED', 'RUNNING')
 RETURNING t.id
 """

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -179,16 +179,44 @@ def claim(
     lease_s: float,
 ) -> list[Claimed]:
     """Claim up to `limit` tasks in one statement, at most `slot.limit` from each queue."""
-    params = {
-        "queues": [s.name for s in slots],
-        "queue_priorities": [s.rank for s in slots],
-        "queue_limits": [s.limit for s in slots],
-        "limit": limit,
-        "worker_id": worker_id,
-        "lease_s": lease_s,
-    }
-    rows = conn.execute(sql.CLAIM, params).fetchall()
-    return [Claimed(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+    rows = conn.execute(sql.CLAIM, claim_params(worker_id, slots, limit, lease_s)).fetchall()
+    return [claimed_from_row(r) for r in rows]
+
+
+def claim_params(
+    worker_id: uuid.UUID, slots: Sequence[QueueSlot], limit: int, lease_s: float
+) -> list[str]:
+    """The parameters of `sql.CLAIM`, as text."""
+    return [
+        text_array([s.name for s in slots]),
+        text_array([str(s.rank) for s in slots]),
+        text_array([str(s.limit) for s in slots]),
+        str(limit),
+        str(worker_id),
+        str(lease_s),
+    ]
+
+
+def text_array(values: Sequence[str]) -> str:
+    """A PostgreSQL array literal of `values`, each quoted."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+def claimed_from_row(row: Sequence[Any]) -> Claimed:
+    """A row of `sql.CLAIM`, typed by psycopg or as text (from an `Outbox`)."""
+    good_until = None if row[6] is None else datetime.fromtimestamp(float(row[6]), UTC)
+    return Claimed(
+        task_id=str(row[0]),
+        task_name=row[1],
+        kwargs_json=row[2],
+        claim_gen=int(row[3]),
+        retry_count=int(row[4]),
+        options_json=row[5],
+        good_until=good_until,
+        timeout_ms=None if row[7] is None else int(row[7]),
+        queue_name=row[8],
+    )
 
 
 def lock_caps(conn: psycopg.Connection[Row], key: int) -> None:
@@ -208,16 +236,6 @@ def active_total(conn: psycopg.Connection[Row]) -> int:
 def next_due_seconds(conn: psycopg.Connection[Row], queues: Sequence[str]) -> float | None:
     row = conn.execute(sql.NEXT_DUE, (list(queues),)).fetchone()
     return None if row is None or row[0] is None else float(row[0])
-
-
-def start_claims(
-    conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]
-) -> dict[str, str]:
-    """Start these (id, generation) claims: {task id: RUNNING or EXPIRED} for those changed."""
-    rows = conn.execute(
-        sql.START_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
-    ).fetchall()
-    return {str(r[0]): str(r[1]) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,36 +261,44 @@ class Finish:
 
 def finish(conn: psycopg.Connection[Row], outcomes: Sequence[Finish]) -> set[str]:
     """Record outcomes in one statement; returns the ids actually recorded (others were fenced)."""
-    cols = list(zip(*(_finish_row(f) for f in outcomes), strict=True))
-    rows = conn.execute(sql.FINISH, [list(c) for c in cols]).fetchall()
+    rows = conn.execute(sql.FINISH, (finish_payload(outcomes),)).fetchall()
     return {str(r[0]) for r in rows}
 
 
-def _finish_row(f: Finish) -> tuple[Any, ...]:
-    return (
-        f.task_id,
-        f.claim_gen,
-        f.new_status,
-        f.outcome,
-        f.result_json,
-        f.error_code,
-        f.failed_reason,
-        f.error_message,
-        f.will_retry,
-        f.traceback,
-        f.started_at,
-        f.finished_at,
-        f.retry_delay_s,
-        f.pid,
-        f.worker_id,
-    )
+def finish_payload(outcomes: Sequence[Finish]) -> str:
+    """The JSON parameter of `sql.FINISH`."""
+    return json.dumps([_finish_row(f) for f in outcomes])
+
+
+def _finish_row(f: Finish) -> dict[str, Any]:
+    return {
+        "id": f.task_id,
+        "gen": f.claim_gen,
+        "new_status": f.new_status,
+        "outcome": f.outcome,
+        "result": f.result_json,
+        "error_code": f.error_code,
+        "failed_reason": f.failed_reason,
+        "error_message": f.error_message,
+        "will_retry": f.will_retry,
+        "traceback": f.traceback,
+        "started_at": None if f.started_at is None else f.started_at.timestamp(),
+        "finished_at": f.finished_at.timestamp(),
+        "retry_delay_s": f.retry_delay_s,
+        "pid": f.pid,
+        "worker_id": None if f.worker_id is None else str(f.worker_id),
+    }
 
 
 def release_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
-    rows = conn.execute(
-        sql.RELEASE_CLAIMS, ([c[0] for c in claims], [c[1] for c in claims])
-    ).fetchall()
+    """Put (id, generation) claims whose user code never started back to PENDING."""
+    rows = conn.execute(sql.RELEASE_CLAIMS, (claims_payload(claims),)).fetchall()
     return {str(r[0]) for r in rows}
+
+
+def claims_payload(claims: Sequence[tuple[str, int]]) -> str:
+    """The JSON parameter of `sql.RELEASE_CLAIMS`."""
+    return json.dumps([{"id": task_id, "gen": gen} for task_id, gen in claims])
 
 
 def register_worker(
@@ -313,6 +339,13 @@ def held_tasks(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> list[tupl
 
 def set_idle_session_timeout(conn: psycopg.Connection[Row], timeout_ms: int) -> None:
     conn.execute(sql.IDLE_SESSION_TIMEOUT, (f"{timeout_ms}ms",))
+
+
+def connect_worker(params: dict[str, Any]) -> psycopg.Connection[Row]:
+    """An autocommit connection for a worker's own statements (no JIT)."""
+    conn = connect_with(params)
+    conn.execute(sql.NO_JIT_SESSION)
+    return conn
 
 
 def commit_asynchronously(conn: psycopg.Connection[Row]) -> None:

@@ -1,35 +1,31 @@
 """A pool child: set up Django once, then run jobs received over a pipe.
 
-Children never write task rows and hold no database connection of the parent's: they report
-`started` and `done` messages, and the parent records everything.
+Children never write task rows and hold no database connection of the parent's: each job is
+answered with its `Outcome`, and the parent records everything. When user code is about to
+start, the child stamps the job's number and the time into memory shared with the parent, so
+after a crash the parent knows whether the job had started without a message per task.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+import time
 from multiprocessing.connection import Connection
+from typing import Any
 
 from horsies_django.execution import Outcome
 
+# A job is (number, task name, kwargs JSON); None asks the child to exit.
+type Job = tuple[int, str, str]
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    task_id: str
-    claim_gen: int
-    task_name: str
-    kwargs_json: str
+# The shared start stamp: [number of the job that started, its start time in epoch seconds].
+STAMP_JOB, STAMP_TIME = 0, 1
 
-    def __reduce__(self) -> tuple[type[Job], tuple[str, int, str, str]]:
-        return (Job, (self.task_id, self.claim_gen, self.task_name, self.kwargs_json))
+# Messages child -> parent: ("ready", pid) once, then one Outcome per job.
 
 
-# Messages child -> parent: ("ready", pid) | ("started", task_id, gen, datetime)
-#                           | ("done", task_id, gen, Outcome)
-
-
-def child_main(conn: Connection, settings_module: str | None) -> None:
+def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> None:
     """Entry point of a spawned child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -38,7 +34,7 @@ def child_main(conn: Connection, settings_module: str | None) -> None:
     import django
 
     django.setup()
-    from horsies_django.execution import now, run_task
+    from horsies_django.execution import run_task
     from horsies_django.registry import app
 
     conn.send(("ready", os.getpid()))
@@ -49,10 +45,12 @@ def child_main(conn: Connection, settings_module: str | None) -> None:
             return
         if job is None:
             return
-        conn.send(("started", job.task_id, job.claim_gen, now()))
-        outcome: Outcome = run_task(app.get(job.task_name), job.task_name, job.kwargs_json)
+        number, task_name, kwargs_json = job
+        stamp[STAMP_TIME] = time.time()
+        stamp[STAMP_JOB] = number  # written last: the time is valid once the number matches
+        outcome: Outcome = run_task(app.get(task_name), task_name, kwargs_json)
         _close_django_connections()
-        conn.send(("done", job.task_id, job.claim_gen, outcome))
+        conn.send(outcome)
 
 
 def _close_django_connections() -> None:

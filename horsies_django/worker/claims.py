@@ -52,6 +52,14 @@ class ClaimPlanner:
             limits, total = self._room(conn, {q.name: free for q in self.queues}, free)
             return self._claim(conn, worker_id, limits, total)
 
+    def uncapped(self, free: int) -> list[store.QueueSlot]:
+        """Every queue of this worker with room for `free` tasks (no cap applies)."""
+        return [store.QueueSlot(q.name, q.priority, free) for q in self.queues]
+
+    @property
+    def lease_s(self) -> float:
+        return self.settings.CLAIM_LEASE_MS / 1000
+
     def _claim(
         self,
         conn: psycopg.Connection[store.Row],
@@ -66,8 +74,9 @@ class ClaimPlanner:
         ]
         if not slots or total <= 0:
             return []
-        lease_s = self.settings.CLAIM_LEASE_MS / 1000
-        return store.claim(conn, worker_id=worker_id, slots=slots, limit=total, lease_s=lease_s)
+        return store.claim(
+            conn, worker_id=worker_id, slots=slots, limit=total, lease_s=self.lease_s
+        )
 
     def _room(
         self, conn: psycopg.Connection[store.Row], limits: dict[str, int], total: int

@@ -7,10 +7,12 @@ crash, recycling), so a problem in one child never touches its siblings.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import psutil
 
 from horsies_django.db.store import Claimed
-from horsies_django.worker.child import Job, child_main
+from horsies_django.worker.child import STAMP_JOB, STAMP_TIME, child_main
 
 logger = logging.getLogger("horsies_django.worker")
 
@@ -31,7 +33,7 @@ class Running:
 
     claimed: Claimed
     dispatched_at: float
-    started_at: Any = None  # datetime once the child reported `started`
+    number: int  # stamped by the child in shared memory when user code starts
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class Slot:
     index: int
     process: SpawnProcess
     conn: Connection
+    stamp: Any  # shared [job number, start time]: see worker.child
     ready: bool = False
     job: Running | None = None
     tasks_done: int = 0
@@ -51,6 +54,12 @@ class Slot:
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    def started_at(self) -> datetime | None:
+        """When the current job's user code started, or None if it never did."""
+        if self.job is None or int(self.stamp[STAMP_JOB]) != self.job.number:
+            return None
+        return datetime.fromtimestamp(self.stamp[STAMP_TIME], UTC)
 
     def rss_bytes(self) -> int:
         try:
@@ -65,19 +74,21 @@ class Pool:
     def __init__(self, size: int, settings_module: str | None) -> None:
         self.size = size
         self.settings_module = settings_module
+        self.numbers = itertools.count(1)
         self.slots: list[Slot] = [self._start(i) for i in range(size)]
 
     def _start(self, index: int) -> Slot:
         parent_conn, child_conn = _ctx.Pipe(duplex=True)
+        stamp = _ctx.RawArray("d", 2)
         process = _ctx.Process(
             target=child_main,
-            args=(child_conn, self.settings_module),
+            args=(child_conn, stamp, self.settings_module),
             name=f"horsies-child-{index}",
             daemon=True,
         )
         process.start()
         child_conn.close()
-        return Slot(index=index, process=process, conn=parent_conn)
+        return Slot(index=index, process=process, conn=parent_conn, stamp=stamp)
 
     def replace(self, slot: Slot) -> Slot:
         """Stop `slot`'s child (kill if needed) and start a fresh one in its place."""
@@ -100,12 +111,12 @@ class Pool:
 
     def dispatch(self, slot: Slot, claimed: Claimed) -> bool:
         """Hand a job to `slot`'s child; False if the child is gone (its pipe is broken)."""
-        job = Job(claimed.task_id, claimed.claim_gen, claimed.task_name, claimed.kwargs_json)
+        number = next(self.numbers)
         try:
-            slot.conn.send(job)
+            slot.conn.send((number, claimed.task_name, claimed.kwargs_json))
         except OSError:
             return False
-        slot.job = Running(claimed=claimed, dispatched_at=time.monotonic())
+        slot.job = Running(claimed=claimed, dispatched_at=time.monotonic(), number=number)
         return True
 
     def wait_objects(self) -> list[Any]:

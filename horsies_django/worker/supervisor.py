@@ -10,6 +10,7 @@ completer thread on its own connection, so a durable commit never holds up dispa
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from types import FrameType
@@ -28,12 +30,14 @@ from uuid_utils.compat import uuid7
 from horsies_django.conf import HorsiesSettings, horsies_settings
 from horsies_django.db import sql, store
 from horsies_django.db.notify import open_listener, pending_notifications
+from horsies_django.db.outbox import Outbox
 from horsies_django.execution import Outcome, failure
+from horsies_django.execution import now as now_utc
 from horsies_django.maintenance import expirer, rescuer
 from horsies_django.maintenance.leader import Leadership
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
 from horsies_django.worker.claims import ClaimPlanner
-from horsies_django.worker.completer import Completer, decide
+from horsies_django.worker.completer import Completer, decide, expired
 from horsies_django.worker.pool import Pool, Slot
 
 logger = logging.getLogger("horsies_django.worker")
@@ -44,6 +48,8 @@ MAX_RECONNECT_BACKOFF_S = 10.0
 # worker could run: a claim held behind a long task would wait for it.
 PREFETCH_MAX_TASK_S = 0.05
 DURATION_SMOOTHING = 0.2
+CLAIM_STATEMENT = "horsies_claim"
+SETTLE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +78,12 @@ class Supervisor:
         self.buffer: deque[store.Claimed] = deque()
         self.avg_task_s: float | None = None
         params = store.connection_params(self.alias)
-        self.completer = Completer(lambda: store.connect_with(params))
+        self.completer = Completer(lambda: store.connect_worker(params))
+        self.connection_params = params
         self.db: psycopg.Connection[store.Row] | None = None
+        self.claims: Outbox | None = None  # claims without blocking, on the `db` connection
+        self.claim_in_flight = 0  # the room asked for by the claim awaiting its reply
+        self.claim_polled = False
         self.listener: psycopg.Connection[store.Row] | None = None
         self.pool: Pool | None = None
         self.stopping = False
@@ -102,7 +112,6 @@ class Supervisor:
     def run(self) -> int:
         self._install_signal_handlers()
         self._connect_or_die()
-        self.completer.start()
         self.pool = Pool(self.options.processes, self.options.settings_module)
         logger.info(
             "worker %s (%s) started: %d processes, queues %s",
@@ -122,10 +131,13 @@ class Supervisor:
         """The claim/heartbeat connection (commits asynchronously: see `sql.ASYNC_SESSION`).
 
         If this process freezes (SIGSTOP, a stuck VM), PostgreSQL ends the idle session, so the
-        maintenance lock it may hold is released."""
-        conn = store.connect(self.alias)
+        maintenance lock it may hold is released. Uncapped claims are sent on it without
+        waiting for their reply (see `Outbox`); anything else first settles such a claim."""
+        conn = store.connect_worker(self.connection_params)
         store.set_idle_session_timeout(conn, self.settings.WORKER_STALE_AFTER_MS)
         store.commit_asynchronously(conn)
+        self.claims = Outbox(conn, {CLAIM_STATEMENT: sql.CLAIM})
+        self.claim_in_flight = 0
         return conn
 
     def _connect_or_die(self) -> None:
@@ -145,6 +157,7 @@ class Supervisor:
         return self.stopping and not self._pool.busy_slots()
 
     def _shutdown(self) -> None:
+        self._settle_claim()
         self._release_buffer()
         if self.pool is not None:
             self.pool.shutdown()
@@ -186,6 +199,7 @@ class Supervisor:
         if self.signals_seen >= 1 and not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + self.options.shutdown_timeout_s
+            self._settle_claim()
             self._release_buffer()
             busy = len(self._pool.busy_slots())
             logger.info("stopping: no new claims; waiting for %d running task(s)", busy)
@@ -223,6 +237,7 @@ class Supervisor:
             self._heartbeat()
         if now >= self.next_maintenance:
             self._maintain()
+        self.completer.flush()
         timeout = max(0.0, self._next_wake() - time.monotonic())
         for obj in wait(self._wait_objects(), timeout=timeout):
             self._handle_ready(obj)
@@ -238,7 +253,7 @@ class Supervisor:
         return len(self._pool.idle_slots()) + self._ahead - len(self.buffer)
 
     def _may_claim(self) -> bool:
-        if self.stopping or self.db is None or self._room() <= 0:
+        if self.stopping or self.db is None or self.claim_in_flight or self._room() <= 0:
             return False
         return len(self.buffer) <= self._ahead // 2  # refill in batches, not one by one
 
@@ -252,6 +267,11 @@ class Supervisor:
         objs: list[Any] = [self._signal_r, *self._pool.wait_objects()]
         if self.listener is not None:
             objs.append(self.listener)
+        recording = self.completer.fileno()
+        if recording is not None:
+            objs.append(recording)
+        if self.claim_in_flight and self.claims is not None:
+            objs.append(self.claims.fileno())
         return objs
 
     def _next_wake(self) -> float:
@@ -269,6 +289,9 @@ class Supervisor:
             wakes.append(self.next_reconnect)
         if self.stop_deadline is not None and not self.forced:
             wakes.append(self.stop_deadline)
+        reconnect = self.completer.next_wake()
+        if reconnect is not None:
+            wakes.append(reconnect)
         for slot in self._pool.busy_slots():
             job = slot.job
             assert job is not None
@@ -283,6 +306,10 @@ class Supervisor:
             self._drain_notifications()
         elif isinstance(obj, int) and obj == self._signal_r:
             self._handle_signals()
+        elif isinstance(obj, int) and obj == self.completer.fileno():
+            self.completer.on_readable()
+        elif isinstance(obj, int) and self.claim_in_flight and self.claims is not None:
+            self._claim_replied(self.claims.poll)
         else:
             slot = self._pool.slot_for(obj)
             if slot is not None:
@@ -330,16 +357,13 @@ class Supervisor:
         elif not slot.process.is_alive():
             self._child_died(slot)
 
-    def _handle_message(self, slot: Slot, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
+    def _handle_message(self, slot: Slot, message: Outcome | tuple[Any, ...]) -> None:
+        if isinstance(message, Outcome):
+            if slot.job is not None:
+                self._record(slot.job.claimed, message, slot.pid)
+                self._job_over(slot)
+        elif message[0] == "ready":
             slot.ready = True
-        elif kind == "started" and slot.job is not None:
-            slot.job.started_at = message[3]
-        elif kind == "done" and slot.job is not None:
-            outcome: Outcome = message[3]
-            self._record(slot.job.claimed, outcome, slot.pid)
-            self._job_over(slot)
 
     def _record(self, claimed: store.Claimed, outcome: Outcome, pid: int | None) -> None:
         finish = decide(claimed, outcome, pid, self.worker_id)
@@ -392,11 +416,12 @@ class Supervisor:
         job = slot.job
         if job is None:
             return
+        started_at = slot.started_at()
         slot.job = None
-        if job.started_at is None:
+        if started_at is None:
             self.completer.release(job.claimed.task_id, job.claimed.claim_gen)
             return
-        result = failure(code, message, started_at=job.started_at, outcome=outcome)
+        result = failure(code, message, started_at=started_at, outcome=outcome)
         self._record(job.claimed, result, slot.pid)
 
     def _check_timeouts(self, now: float) -> None:
@@ -425,44 +450,87 @@ class Supervisor:
     # ------------------------------------------------------------------ database
 
     def _claim(self) -> None:
-        """Claim up to the room this worker has (idle children plus the prefetch buffer)."""
+        """Claim up to the room this worker has (idle children plus the prefetch buffer).
+
+        Without caps the claim is sent and its reply collected when it arrives, so children
+        that finish meanwhile are served from the buffer; capped claims run synchronously."""
         assert self.db is not None
+        assert self.claims is not None
         now = time.monotonic()
-        polled = now >= self.next_poll
+        self.claim_polled = now >= self.next_poll
+        self.next_poll = now + self.settings.POLL_INTERVAL_MS / 1000
         room = self._room()
+        if self.planner.capped:
+            try:
+                claimed = self.planner.claim(self.db, self.worker_id, room)
+            except DB_ERRORS as exc:
+                self._db_lost(exc)
+                return
+            self._claimed(claimed, room)
+            return
+        params = store.claim_params(
+            self.worker_id, self.planner.uncapped(room), room, self.planner.lease_s
+        )
         try:
-            claimed = self.planner.claim(self.db, self.worker_id, room)
-        except DB_ERRORS as exc:
+            self.claims.send(CLAIM_STATEMENT, params)
+        except psycopg.Error as exc:
             self._db_lost(exc)
             return
+        self.claim_in_flight = room
+
+    def _claim_replied(self, collect: Callable[[], list[Any] | None]) -> None:
+        """Take the reply of the claim in flight, if it is complete."""
+        try:
+            rows = collect()
+        except psycopg.Error as exc:
+            self._db_lost(exc)
+            return
+        if rows is None:
+            return
+        room, self.claim_in_flight = self.claim_in_flight, 0
+        self._claimed([store.claimed_from_row(r) for r in rows], room)
+
+    def _claimed(self, claimed: list[store.Claimed], room: int) -> None:
         self.buffer.extend(claimed)
         self.claim_wanted = len(claimed) >= room  # a full claim suggests a backlog
-        self.next_poll = now + self.settings.POLL_INTERVAL_MS / 1000
-        if polled and not self.claim_wanted:  # notifications carry due times; polls cover
-            self._refresh_next_due()  # the ones that were lost
+        if self.claim_polled and not self.claim_wanted:  # notifications carry due times;
+            self._refresh_next_due()  # polls cover the ones that were lost
+
+    def _settle_claim(self) -> None:
+        """Wait for the claim in flight, so the connection can run something else."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while self.claim_in_flight and self.claims is not None and self.db is not None:
+            outbox = self.claims
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._db_lost(TimeoutError("no reply to a claim"))
+                return
+            self._claim_replied(functools.partial(outbox.wait, min(left, 1.0)))
 
     def _dispatch(self) -> None:
-        """Start as many buffered claims as there are idle children, and hand them over."""
-        idle = self._pool.idle_slots()
-        if not idle or not self.buffer or self.db is None:
+        """Hand buffered claims to idle children; one whose good_until passed meanwhile expires."""
+        if not self.buffer:
             return
-        batch = [self.buffer.popleft() for _ in range(min(len(idle), len(self.buffer)))]
-        try:
-            started = store.start_claims(self.db, [(c.task_id, c.claim_gen) for c in batch])
-        except DB_ERRORS as exc:
-            self.buffer.extendleft(reversed(batch))
-            self._db_lost(exc)
-            return
-        runnable = [c for c in batch if started.get(c.task_id) == "RUNNING"]
-        for slot, task in zip(idle, runnable, strict=False):
+        for slot in self._pool.idle_slots():
+            task = self._next_runnable()
+            if task is None:
+                return
             if not self._pool.dispatch(slot, task):  # the child died since it was idle
                 self.completer.release(task.task_id, task.claim_gen)
                 self._child_died(slot)
-        if len(runnable) < len(batch):
-            self.claim_wanted = True  # cancelled or expired while waiting: refill
+
+    def _next_runnable(self) -> store.Claimed | None:
+        while self.buffer:
+            task = self.buffer.popleft()
+            if task.good_until is None or task.good_until > now_utc():
+                return task
+            self.completer.submit(expired(task, self.worker_id))
+            self.claim_wanted = True
+        return None
 
     def _refresh_next_due(self) -> None:
         """When nothing is eligible, sleep until the earliest delayed task becomes due."""
+        self._settle_claim()
         if self.db is None:
             return
         try:
@@ -478,6 +546,7 @@ class Supervisor:
 
     def _heartbeat(self) -> None:
         self.next_heartbeat = time.monotonic() + self.settings.HEARTBEAT_INTERVAL_MS / 1000
+        self._settle_claim()
         if self.db is None:
             return
         state = "STOPPING" if self.stopping else "RUNNING"
@@ -495,6 +564,7 @@ class Supervisor:
     def _maintain(self) -> None:
         """If this worker leads, run the rescuer and the expirer once."""
         self.next_maintenance = time.monotonic() + self.settings.RESCUER_INTERVAL_MS / 1000
+        self._settle_claim()
         if self.db is None or self.stopping:
             return
         try:
@@ -509,6 +579,8 @@ class Supervisor:
         if self.db is not None:
             self.db.close()
         self.db = None
+        self.claims = None
+        self.claim_in_flight = 0  # what it may have claimed is reconciled after reconnecting
         self.leadership.lost()
         self._drop_listener()
         self.next_reconnect = time.monotonic() + self.reconnect_backoff
@@ -538,15 +610,14 @@ class Supervisor:
         """
         running = {s.job.claimed.task_id for s in self._pool.busy_slots() if s.job is not None}
         recording = self.completer.recording()
-        buffered = {c.task_id: c for c in self.buffer}
-        for task_id, gen, status in store.held_tasks(db, self.worker_id):
-            if task_id in running or task_id in recording:
+        held = {task_id: gen for task_id, gen, _status in store.held_tasks(db, self.worker_id)}
+        buffered = {c.task_id: c.claim_gen for c in self.buffer}
+        for task_id, gen in held.items():
+            if task_id in running or task_id in recording or buffered.get(task_id) == gen:
                 continue
-            if status == "CLAIMED" and task_id in buffered:
-                continue
-            buffered.pop(task_id, None)
             self.completer.release(task_id, gen)
-        self.buffer = deque(c for c in self.buffer if c.task_id in buffered)
+        # A buffered claim the database no longer shows (a crash undid it) is not ours to run.
+        self.buffer = deque(c for c in self.buffer if held.get(c.task_id) == c.claim_gen)
 
     def _open_listener(self) -> None:
         try:
