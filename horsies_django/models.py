@@ -122,7 +122,10 @@ class Task(models.Model):
 class TaskAttempt(models.Model):
     """One execution of a task; immutable once written."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
+    # No index of its own: the unique (task, attempt) index serves lookups by task.
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="attempts", db_index=False
+    )
     attempt = models.IntegerField()
     outcome = models.CharField(max_length=16, choices=OUTCOME_CHOICES)
     will_retry = models.BooleanField(default=False)

@@ -71,9 +71,10 @@ class _Waiters:
                 on_reconnect=self._wake_all,
             )
 
-    def _notified(self, _channel: str, task_id: str) -> None:
+    def _notified(self, _channel: str, task_ids: str) -> None:
+        """A notification names the tasks one statement finished, comma-separated."""
         with self._lock:
-            wakes = list(self._by_task.get(task_id, ()))
+            wakes = [w for task_id in task_ids.split(",") for w in self._by_task.get(task_id, ())]
         for wake in wakes:
             wake()
 

@@ -12,13 +12,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from horsies_django import RetrievalCode, TaskError, TaskHandle, TaskResult
-from tests.conftest import WorkerProcess, sql_rows, sql_value, wait_until
+from horsies_django import RetrievalCode, TaskError, TaskHandle, TaskResult, codec
+from tests.conftest import WorkerProcess, database_url, sql_rows, sql_value, wait_until
 from tests.testapp.tasks import add, sleep_for
 from tests.worker_helpers import listen_backends, tcp_ports
 
@@ -169,3 +172,36 @@ def test_concurrent_waiters_share_one_listen_connection(
     assert any(alive == 7 and listening == 1 for alive, listening, _ in samples), samples
     assert max(listening for _, listening, _ in samples) == 1
     assert max(total for _, _, total in samples) == 1
+
+
+def test_one_statement_announces_every_task_it_finished_in_one_notification() -> None:
+    """The done trigger runs per statement: one notification lists the ids, and a waiter whose
+    id is in the list wakes from it (the poll interval is far longer than the wait)."""
+    handles = [add.send(a=i, b=i).ok_value for i in range(3)]
+    ids = sorted(h.task_id for h in handles)
+    waiter = TaskHandle.from_id(ids[1])
+    got: list[TaskResult[Any, TaskError]] = []
+    with (
+        override_settings(HORSIES={**settings.HORSIES, "POLL_INTERVAL_MS": 600_000}),
+        psycopg.connect(database_url(), autocommit=True) as conn,
+    ):
+        conn.execute("LISTEN horsies_task_done")
+
+        def wait_for_it() -> None:
+            try:
+                got.append(waiter.get(timeout_ms=LONG_MS))
+            finally:
+                connection.close()  # this thread's own Django connection
+
+        thread = threading.Thread(target=wait_for_it)
+        thread.start()
+        wait_until(lambda: listen_backends(os.getpid()), what="the waiter to LISTEN")
+        conn.execute(
+            "UPDATE horsies_task SET status = 'COMPLETED', finished_at = now(),"
+            " result = %s::jsonb WHERE id = ANY(%s::uuid[])",
+            (codec.encode_result(TaskResult(ok=7)), ids),
+        )
+        payloads = [n.payload for n in conn.notifies(timeout=10, stop_after=1)]
+        thread.join(timeout=20)
+    assert [sorted(p.split(",")) for p in payloads] == [ids]
+    assert [r.ok_value for r in got] == [7]

@@ -64,7 +64,7 @@ class Outbox:
                     for r in range(result.ntuples)
                 )
             elif result.status != pq.ExecStatus.COMMAND_OK:
-                error = _error(result)
+                error = _error(result, self.pgconn)
         self.busy = False
         if error is not None:
             raise error
@@ -78,19 +78,24 @@ class Outbox:
     def close(self) -> None:
         self.conn.close()
 
-    @staticmethod
-    def _check(result: pq.abc.PGresult) -> None:
+    def _check(self, result: pq.abc.PGresult) -> None:
         if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
-            raise _error(result)
+            raise _error(result, self.pgconn)
 
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
-def _error(result: pq.abc.PGresult) -> psycopg.Error:
+# SQLSTATE classes worth retrying on a new connection: connection exception, insufficient
+# resources, operator intervention (e.g. the backend was terminated), transaction rollback.
+TRANSIENT_CLASSES = (b"08", b"53", b"57", b"40")
+
+
+def _error(result: pq.abc.PGresult, pgconn: pq.abc.PGconn) -> psycopg.Error:
+    """OperationalError when retrying on a new connection may succeed, else DatabaseError."""
     message = result.error_message.decode(errors="replace").strip()
-    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
-    if sqlstate and sqlstate.startswith(b"08"):
+    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE) or b""
+    if pgconn.status != pq.ConnStatus.OK or sqlstate[:2] in TRANSIENT_CLASSES or not sqlstate:
         return psycopg.OperationalError(message)
     return psycopg.DatabaseError(message)
