@@ -20,7 +20,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any
 
@@ -39,6 +38,7 @@ from horsies_django.types import AttemptOutcome, OperationalErrorCode
 from horsies_django.worker.claims import ClaimPlanner
 from horsies_django.worker.completer import Completer, decide, expired
 from horsies_django.worker.pool import Pool, Slot
+from horsies_django.worker.readiness import Readiness
 
 logger = logging.getLogger("horsies_django.worker")
 
@@ -86,6 +86,7 @@ class Supervisor:
         self.claim_polled = False
         self.listener: psycopg.Connection[store.Row] | None = None
         self.pool: Pool | None = None
+        self.readiness = Readiness()
         self.stopping = False
         self.forced = False
         self.stop_deadline: float | None = None
@@ -174,6 +175,7 @@ class Supervisor:
         for conn in (self.db, self.listener):
             if conn is not None:
                 conn.close()
+        self.readiness.close()
         logger.info("worker %s stopped", self.name)
 
     def _release_buffer(self) -> None:
@@ -239,7 +241,7 @@ class Supervisor:
             self._maintain()
         self.completer.flush()
         timeout = max(0.0, self._next_wake() - time.monotonic())
-        for obj in wait(self._wait_objects(), timeout=timeout):
+        for obj in self.readiness.wait(self._wait_objects(), timeout):
             self._handle_ready(obj)
 
     @property
@@ -349,9 +351,8 @@ class Supervisor:
 
     def _handle_slot(self, slot: Slot, obj: Any) -> None:
         if obj is slot.conn:
-            try:
-                while not slot.conn.closed and slot.conn.poll():
-                    self._handle_message(slot, slot.conn.recv())
+            try:  # one message per wake-up: the wait reports the pipe again if more is queued
+                self._handle_message(slot, slot.conn.recv())
             except (EOFError, OSError):
                 self._child_died(slot)
         elif not slot.process.is_alive():
