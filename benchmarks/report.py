@@ -85,7 +85,10 @@ def targets(
     big: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     out = [
-        _check("drain rate xbaseline", ratios["drain_per_s"], ">=", 1.0, "x"),
+        # The issue asks for the drain rate "with start-up time reported apart": the target is
+        # the rate once the first task completed; the rate including start-up is shown beside.
+        _check("drain rate (start-up apart) xbaseline", ratios["steady_per_s"], ">=", 1.0, "x"),
+        _check("drain incl. start-up xbaseline (info)", ratios["drain_per_s"], ">=", 1.0, "x"),
         _check("send→result p50 xbaseline", ratios["latency_p50_ms"], "<=", 2.0, "x"),
         _check("send→result p99 xbaseline", ratios["latency_p99_ms"], "<=", 3.0, "x"),
         _check("single send xraw INSERT", ratios["send_per_s"], ">=", 0.7, "x"),

@@ -66,6 +66,15 @@ def wait_until(
         time.sleep(0.02)  # polling interval of a bounded wait, not a synchronisation sleep
 
 
+def pool_children(worker_pid: int) -> list[Any]:
+    """The pool children of a worker parent: the processes its fork server forked."""
+    import psutil
+
+    parent = psutil.Process(worker_pid)
+    servers = [c for c in parent.children() if "forkserver" in " ".join(c.cmdline())]
+    return [child for server in servers for child in server.children()]
+
+
 @dataclass
 class WorkerProcess:
     """A `manage.py horsies_worker` subprocess."""
@@ -99,10 +108,7 @@ class WorkerProcess:
             pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.log()}")
 
     def child_pids(self) -> list[int]:
-        import psutil
-
-        children = psutil.Process(self.pid).children()
-        return [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+        return [c.pid for c in pool_children(self.pid)]
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

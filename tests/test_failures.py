@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from horsies_django import (
@@ -198,6 +199,35 @@ def test_claimed_task_past_good_until_expires(start_worker: StartWorker, tmp_pat
     start_worker()
     assert handle.get(timeout_ms=20_000).err_value.error_code == OutcomeCode.TASK_EXPIRED
     assert attempts(handle.task_id) == []
+    assert not marker.exists()
+
+
+def test_task_held_ready_past_good_until_expires_without_running(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """While tasks are short, a worker holds one task ready per child; if its good_until passes
+    before the child is free, it is recorded EXPIRED (no attempt, never run) by that worker."""
+    worker = start_worker("--processes", "1")
+    warm = [tasks.noop.send(i=i).ok_value for i in range(10)]  # tasks look short: claim ahead
+    assert all(h.get(timeout_ms=20_000).is_ok() for h in warm)
+    marker = tmp_path / "ran"
+    with transaction.atomic():  # both become visible, and are claimed, together
+        long = tasks.sleep_for.send(seconds=1.5).ok_value
+        held = (
+            tasks.record.with_options(
+                TaskSendOptions(good_until=timezone.now() + timedelta(milliseconds=500))
+            )
+            .send(path=str(marker), token="x")
+            .ok_value
+        )
+    assert held.get(timeout_ms=20_000).err_value.error_code == OutcomeCode.TASK_EXPIRED
+    assert long.get(timeout_ms=20_000).ok_value == "slept"
+    claimed_by, started_at = sql_rows(
+        "SELECT claimed_by::text, started_at FROM horsies_task WHERE id = %s", held.task_id
+    )[0]
+    assert claimed_by == worker.worker_id()  # claimed by the worker, not expired while PENDING
+    assert started_at is None
+    assert attempts(held.task_id) == []
     assert not marker.exists()
 
 

@@ -72,15 +72,16 @@ def test_too_long_worker_name_is_refused_with_a_clear_error() -> None:
 # --------------------------------------------------------------------------- processes
 
 
-def test_processes_are_spawned_children_and_the_name_is_recorded(
+def test_processes_are_forked_by_a_fork_server_and_the_name_is_recorded(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     worker = start_worker("--processes", "3", "--worker-name", "billing-1", "--queues", "default")
     children = wait_until(
         lambda: len(kids := child_processes(worker)) == 3 and kids, what="3 pool children"
     )
-    for child in children:
-        assert "multiprocessing.spawn" in " ".join(child.cmdline()), child.cmdline()
+    for child in children:  # forked by the worker's fork server, which set Django up once
+        assert "multiprocessing.forkserver" in " ".join(child.cmdline()), child.cmdline()
+        assert child.parent().parent().pid == worker.pid
     row = sql_rows(
         "SELECT name, processes, queues, pid FROM horsies_worker WHERE id = %s",
         worker.worker_id(),

@@ -21,6 +21,7 @@ from tests.conftest import (
     WorkerProcess,
     database_url,
     launch_worker,
+    pool_children,
     sql_rows,
     stop_all,
 )
@@ -102,12 +103,9 @@ def listen_backends(pid: int) -> list[int]:
 
 
 def child_processes(worker: WorkerProcess) -> list[psutil.Process]:
-    """The worker's pool children (not multiprocessing's resource tracker)."""
-    return [
-        child
-        for child in psutil.Process(worker.pid).children()
-        if "resource_tracker" not in " ".join(child.cmdline())
-    ]
+    """The worker's pool children (not its fork server or resource tracker)."""
+    children: list[psutil.Process] = pool_children(worker.pid)
+    return children
 
 
 def sql_script(script: str) -> None:

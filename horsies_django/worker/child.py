@@ -26,7 +26,7 @@ STAMP_JOB, STAMP_TIME = 0, 1
 
 
 def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> None:
-    """Entry point of a spawned child process."""
+    """Entry point of a pool child (Django is normally set up already, by the fork server)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if settings_module:

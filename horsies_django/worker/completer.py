@@ -144,9 +144,9 @@ class Completer:
         """Items submitted and not yet durably recorded."""
         return len(self._finishes) + len(self._releases) + len(self._in_flight)
 
-    def fileno(self) -> int | None:
-        """The socket to watch while a statement is in flight."""
-        return self._outbox.fileno() if self._outbox is not None and self._in_flight else None
+    def waitable(self) -> Outbox | None:
+        """What to wait on (readable) while a statement is in flight."""
+        return self._outbox if self._in_flight else None
 
     def next_wake(self) -> float | None:
         """When to try reconnecting, if outcomes wait for a connection."""

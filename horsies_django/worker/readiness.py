@@ -3,6 +3,11 @@
 The supervisor waits on pipes, process sentinels and database sockets thousands of times a
 second; building a new selector each time (as `multiprocessing.connection.wait` does) costs
 more than the wait itself. Only what changed since the last turn is (un)registered.
+
+Everything waited on is an object with `fileno()`, one object per open file (a new connection
+or child gets a new object), except descriptors that stay open for the whole run: a bare
+number closed and reused by another file between two turns would look unchanged and never be
+registered for the new file.
 """
 
 from __future__ import annotations

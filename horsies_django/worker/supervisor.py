@@ -50,6 +50,7 @@ PREFETCH_MAX_TASK_S = 0.05
 DURATION_SMOOTHING = 0.2
 CLAIM_STATEMENT = "horsies_claim"
 SETTLE_TIMEOUT_S = 30.0
+EXIT_CODE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,11 +270,11 @@ class Supervisor:
         objs: list[Any] = [self._signal_r, *self._pool.wait_objects()]
         if self.listener is not None:
             objs.append(self.listener)
-        recording = self.completer.fileno()
+        recording = self.completer.waitable()
         if recording is not None:
             objs.append(recording)
         if self.claim_in_flight and self.claims is not None:
-            objs.append(self.claims.fileno())
+            objs.append(self.claims)
         return objs
 
     def _next_wake(self) -> float:
@@ -308,9 +309,9 @@ class Supervisor:
             self._drain_notifications()
         elif isinstance(obj, int) and obj == self._signal_r:
             self._handle_signals()
-        elif isinstance(obj, int) and obj == self.completer.fileno():
+        elif obj is self.completer.waitable():
             self.completer.on_readable()
-        elif isinstance(obj, int) and self.claim_in_flight and self.claims is not None:
+        elif obj is self.claims and self.claims is not None:
             self._claim_replied(self.claims.poll)
         else:
             slot = self._pool.slot_for(obj)
@@ -392,6 +393,7 @@ class Supervisor:
 
     def _child_died(self, slot: Slot) -> None:
         if slot.job is not None:
+            slot.process.join(timeout=EXIT_CODE_WAIT_S)  # its pipe can close before it is reaped
             code = slot.process.exitcode
             logger.warning(
                 "child %s died (exit code %s) running task %s",
