@@ -40,6 +40,7 @@ class HorsiesSettings(BaseModel):
     CUSTOM_QUEUES: tuple[QueueSpec, ...] = ()
     CLUSTER_WIDE_CAP: Annotated[int | None, Field(ge=1)] = None
     RESEND_ON_TRANSIENT_ERR: bool = False
+    PREPARED_STATEMENTS: bool = True
     EXCEPTION_MAPPER: dict[str, str] = Field(default_factory=dict)
     DEFAULT_UNHANDLED_ERROR_CODE: str = "UNHANDLED_EXCEPTION"
     TASK_MODULES: tuple[str, ...] | None = None

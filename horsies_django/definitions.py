@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import TypeAdapter
@@ -45,10 +45,14 @@ class TaskDefinition:
     exception_mapper: Mapping[type[BaseException], str]
     default_unhandled_error_code: str | None
     timeout_ms: int | None
+    # Derived once, read by every send.
+    required_params: frozenset[str] = field(init=False, repr=False, compare=False)
+    options_json: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def required_params(self) -> frozenset[str]:
-        return frozenset(p.name for p in self.params.values() if p.required)
+    def __post_init__(self) -> None:
+        required = frozenset(p.name for p in self.params.values() if p.required)
+        object.__setattr__(self, "required_params", required)
+        object.__setattr__(self, "options_json", codec.dumps(self.options_snapshot()))
 
     @property
     def max_retries(self) -> int:

@@ -168,7 +168,7 @@ def _new_task(definition: TaskDefinition, payload: TaskSendPayload) -> store.New
         good_until=payload.good_until,
         timeout_ms=definition.timeout_ms,
         max_retries=definition.max_retries,
-        options_json=codec.dumps(definition.options_snapshot()),
+        options_json=definition.options_json,
         enqueue_sha=payload.enqueue_sha,
     )
 
@@ -202,12 +202,19 @@ def _run_eagerly(task_ids: Sequence[str]) -> None:
 def _insert_once(
     alias: str, definition: TaskDefinition, payload: TaskSendPayload
 ) -> TaskSendResult[TaskHandle[Any]]:
+    existing_sha = None
+    prepare = horsies_settings().PREPARED_STATEMENTS
     try:
         if _in_atomic(alias):
             with transaction.atomic(using=alias):
-                existing_sha = store.insert_task(alias, _new_task(definition, payload))
+                store.insert_task(alias, _new_task(definition, payload), prepare=prepare)
         else:
-            existing_sha = store.insert_task(alias, _new_task(definition, payload))
+            store.insert_task(alias, _new_task(definition, payload), prepare=prepare)
+    except store.DuplicateTaskIdError:  # a replay: the savepoint is rolled back, so we can read
+        try:
+            existing_sha = store.stored_enqueue_sha(alias, payload.task_id)
+        except DjangoDbError as exc:
+            return Err(_enqueue_failed(alias, payload, exc))
     except DjangoDbError as exc:
         return Err(_enqueue_failed(alias, payload, exc))
     if existing_sha is not None and existing_sha != payload.enqueue_sha:

@@ -496,3 +496,53 @@ def test_send_many_in_a_rolled_back_transaction_leaves_nothing() -> None:
         assert all(isinstance(r, Ok) for r in noop.send_many([{"i": 1}, {"i": 2}]))
         transaction.set_rollback(True)
     assert task_count() == 0
+
+
+def _prepared_inserts() -> list[str]:
+    """Prepared INSERTs into horsies_task on this test's Django connection."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT statement FROM pg_prepared_statements")
+        return [r[0] for r in cur.fetchall() if "INSERT INTO horsies_task" in r[0]]
+
+
+def test_single_send_runs_a_prepared_insert_unless_disabled() -> None:
+    connection.close()  # a fresh session: nothing prepared yet
+    assert noop.send(i=1).is_ok()
+    assert len(_prepared_inserts()) == 1
+    assert all(noop.send(i=i).is_ok() for i in range(5))
+    assert len(_prepared_inserts()) == 1  # prepared once per connection, then reused
+    with transaction.atomic():  # inside the caller's transaction, in a savepoint
+        handle = noop.send(i=7).ok_value
+        assert noop.send(i=7).is_ok()
+        transaction.set_rollback(True)
+    assert sql_value("SELECT count(*) FROM horsies_task WHERE id = %s", handle.task_id) == 0
+
+    connection.close()
+    with override_settings(HORSIES={**settings.HORSIES, "PREPARED_STATEMENTS": False}):
+        assert all(noop.send(i=i).is_ok() for i in range(3))
+        assert _prepared_inserts() == []
+    assert task_count() == 9
+
+
+def test_replays_inside_a_transaction_are_told_apart_by_the_primary_key() -> None:
+    """A replay's INSERT fails on the primary key in a savepoint: an identical payload is Ok,
+    another payload under that id is PAYLOAD_MISMATCH, and the caller's transaction goes on."""
+    error = _enqueue_failed(lambda: add.send(a=1, b=2))
+    with transaction.atomic():
+        replayed = ok_id(add.retry_send(error))
+        assert ok_id(add.retry_send(error)) == replayed  # the same payload again: idempotent
+        assert noop.send(i=1).is_ok()
+    assert task_count() == 2
+    other = _enqueue_failed(lambda: add.send(a=3, b=4))
+    assert other.task_id is not None
+    sql_value(
+        "INSERT INTO horsies_task (id, task_name, queue_name, priority, status, kwargs, sent_at,"
+        " enqueued_at, retry_count, max_retries, options, enqueue_sha, claim_gen) VALUES (%s,"
+        " 'tests.add', 'default', 50, 'COMPLETED', '{}', now(), now(), 0, 0, '{}', 'other', 0)"
+        " RETURNING 1",
+        other.task_id,
+    )
+    with transaction.atomic():
+        err(add.retry_send(other), TaskSendErrorCode.PAYLOAD_MISMATCH)
+        assert noop.send(i=2).is_ok()  # the savepoint kept the transaction usable
+    assert task_count() == 4

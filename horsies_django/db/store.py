@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import IntegrityError, connections
 
 from horsies_django.db import sql
 
@@ -42,30 +42,73 @@ class NewTask:
     enqueue_sha: str
 
 
-def insert_task(alias: str, task: NewTask) -> str | None:
-    """Insert a task; returns the stored enqueue_sha when the id already existed, else None."""
+NEVER_AUTOMATICALLY = 2**31  # a psycopg prepare_threshold no statement ever reaches
+
+
+class DuplicateTaskIdError(Exception):
+    """A task with this id exists already (a replayed send)."""
+
+
+def insert_task(alias: str, task: NewTask, *, prepare: bool = True) -> None:
+    """Insert a task; raises DuplicateTaskIdError if its id exists (in a transaction, run this in a
+    savepoint and read the stored sha with `stored_enqueue_sha` after rolling it back)."""
+    try:
+        _insert_task(alias, task, prepare=prepare)
+    except IntegrityError as exc:
+        diag = getattr(exc.__cause__, "diag", None)
+        if getattr(diag, "constraint_name", None) == sql.TASK_PRIMARY_KEY:
+            raise DuplicateTaskIdError(task.task_id) from exc
+        raise
+
+
+def stored_enqueue_sha(alias: str, task_id: str) -> str:
     with connections[alias].cursor() as cur:
-        cur.execute(
-            sql.INSERT_TASK,
-            (
-                task.task_id,
-                task.task_name,
-                task.queue_name,
-                task.priority,
-                task.kwargs_json,
-                task.delay_seconds,
-                task.good_until,
-                task.timeout_ms,
-                task.max_retries,
-                task.options_json,
-                task.enqueue_sha,
-            ),
-        )
-        if cur.fetchone() is not None:
-            return None
-        cur.execute(sql.SELECT_ENQUEUE_SHA, (task.task_id,))
+        cur.execute(sql.SELECT_ENQUEUE_SHA, (task_id,))
         row = cur.fetchone()
-        return str(row[0]) if row else ""
+    return str(row[0]) if row else ""
+
+
+def _insert_task(alias: str, task: NewTask, *, prepare: bool) -> None:
+    params = (
+        task.task_id,
+        task.task_name,
+        task.queue_name,
+        task.priority,
+        task.kwargs_json,
+        task.delay_seconds,
+        task.good_until,
+        task.timeout_ms,
+        task.max_retries,
+        task.options_json,
+        task.enqueue_sha,
+    )
+    execute_on_django_connection(alias, sql.INSERT_TASK, params, prepare=prepare)
+
+
+def execute_on_django_connection(
+    alias: str, query: str, params: Sequence[Any], *, prepare: bool
+) -> None:
+    """Run one statement on Django's connection of `alias`, in the caller's transaction.
+
+    The hot single send skips Django's cursor wrapper and client-side binding, and with
+    `prepare` runs as a server-side prepared statement (`HORSIES["PREPARED_STATEMENTS"]`),
+    unless something observes queries: with query logging (DEBUG, `CaptureQueriesContext`) or
+    execute wrappers installed, it goes through Django's cursor like any other query.
+    """
+    db = connections[alias]
+    if db.queries_logged or db.execute_wrappers:
+        with db.cursor() as cur:
+            cur.execute(query, params)
+        return
+    db.ensure_connection()
+    db.validate_no_broken_transaction()
+    conn = db.connection
+    if prepare and conn.prepare_threshold is None:
+        # Django disables preparing by default; allow it for statements asked to prepare
+        # explicitly, but never automatically (so nothing else on the connection changes).
+        conn.prepare_threshold = NEVER_AUTOMATICALLY
+    with db.wrap_database_errors, psycopg.Cursor(conn) as cur:
+        cur.execute(query, params, prepare=prepare)
 
 
 def insert_tasks(alias: str, template: NewTask, rows: Sequence[tuple[str, str, str]]) -> None:
