@@ -314,12 +314,13 @@ def _insert_many_once(
     alias: str, template: store.NewTask, rows: list[tuple[str, str, str]]
 ) -> DjangoDbError | None:
     """One bulk INSERT (in a savepoint inside the caller's transaction); the error, if any."""
+    prepare = horsies_settings().PREPARED_STATEMENTS
     try:
         if _in_atomic(alias):
             with transaction.atomic(using=alias):
-                store.insert_tasks(alias, template, rows)
+                store.insert_tasks(alias, template, rows, prepare=prepare)
         else:
-            store.insert_tasks(alias, template, rows)
+            store.insert_tasks(alias, template, rows, prepare=prepare)
     except DjangoDbError as exc:
         return exc
     return None

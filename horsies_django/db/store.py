@@ -111,26 +111,25 @@ def execute_on_django_connection(
         cur.execute(query, params, prepare=prepare)
 
 
-def insert_tasks(alias: str, template: NewTask, rows: Sequence[tuple[str, str, str]]) -> None:
+def insert_tasks(
+    alias: str, template: NewTask, rows: Sequence[tuple[str, str, str]], *, prepare: bool = True
+) -> None:
     """Insert many tasks sharing one definition: rows are (task_id, kwargs_json, sha)."""
     ids, kwargs, shas = zip(*rows, strict=True) if rows else ((), (), ())
-    with connections[alias].cursor() as cur:
-        cur.execute(
-            sql.INSERT_TASKS_BULK,
-            (
-                template.task_name,
-                template.queue_name,
-                template.priority,
-                template.delay_seconds,
-                template.good_until,
-                template.timeout_ms,
-                template.max_retries,
-                template.options_json,
-                list(ids),
-                list(kwargs),
-                list(shas),
-            ),
-        )
+    params = (
+        template.task_name,
+        template.queue_name,
+        template.priority,
+        template.delay_seconds,
+        template.good_until,
+        template.timeout_ms,
+        template.max_retries,
+        template.options_json,
+        list(ids),
+        list(kwargs),
+        list(shas),
+    )
+    execute_on_django_connection(alias, sql.INSERT_TASKS_BULK, params, prepare=prepare)
 
 
 def fetch_outcome(alias: str, task_id: str) -> Row | None:
