@@ -18,7 +18,7 @@ from django.test import override_settings
 
 from horsies_django import TaskSendOptions
 from horsies_django.conf import horsies_settings
-from horsies_django.db import sql, store
+from horsies_django.db import store
 from tests.conftest import WorkerProcess, database_url, sql_value, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -165,18 +165,28 @@ def test_unknown_queue_in_worker_option_is_refused(start_worker: StartWorker) ->
     assert "unknown queue" in worker.log()
 
 
-CLAIM_PARAMS = store.claim_params(
-    uuid.UUID(int=0), [store.QueueSlot("default", rank=1, limit=32)], limit=32, lease_s=60
-)
+# Both claim statements, as a worker of one queue and a worker of two queues send them.
+CLAIMS = {
+    "one queue": store.claim_request(
+        uuid.UUID(int=0), [store.QueueSlot("default", rank=1, limit=32)], limit=32, lease_s=60
+    ),
+    "several queues": store.claim_request(
+        uuid.UUID(int=0),
+        [store.QueueSlot("default", rank=1, limit=32), store.QueueSlot("other", rank=2, limit=32)],
+        limit=32,
+        lease_s=60,
+    ),
+}
 
 
-def _claim_time_ms(conn: psycopg.Connection[Any], runs: int = 60) -> float:
+def _claim_time_ms(conn: psycopg.Connection[Any], name: str, runs: int = 60) -> float:
     """Best-of-`runs` time of a 32-task claim, each rolled back (only its cost is measured)."""
+    statement, params = CLAIMS[name]
     times = []
     for _ in range(runs):
         with conn.transaction():
             start = time.perf_counter()
-            conn.execute(sql.CLAIM, CLAIM_PARAMS).fetchall()
+            conn.execute(store.CLAIM_STATEMENTS[statement], params).fetchall()
             times.append((time.perf_counter() - start) * 1000)
             raise psycopg.Rollback()
     return min(times)
@@ -198,17 +208,19 @@ def _insert_tasks(conn: psycopg.Connection[Any], finished: int, pending: int) ->
 
 def test_claim_uses_partial_index_on_a_deep_backlog() -> None:
     """A 32-task claim costs about the same with 1,000,000 finished + 100,000 pending rows
-    as on a near-empty table (64 pending rows), because it reads only the partial index."""
+    as on a near-empty table (64 pending rows), because it reads only the partial index: for
+    the single-queue statement and the several-queues one alike."""
     assert horsies_settings().QUEUE_MODE == "DEFAULT"
+    assert {statement for statement, _ in CLAIMS.values()} == set(store.CLAIM_STATEMENTS)
     with psycopg.connect(database_url(), autocommit=True) as conn:
         _insert_tasks(conn, finished=0, pending=64)
-        small_ms = _claim_time_ms(conn)
+        small_ms = {name: _claim_time_ms(conn, name) for name in CLAIMS}
         conn.execute("TRUNCATE horsies_task_attempt, horsies_task")
         _insert_tasks(conn, finished=1_000_000, pending=100_000)
-        plan = "\n".join(
-            str(r[0]) for r in conn.execute("EXPLAIN " + sql.CLAIM, CLAIM_PARAMS).fetchall()
-        )
-        deep_ms = _claim_time_ms(conn)
-    assert "horsies_task_claim_idx" in plan, plan
-    assert "Seq Scan on horsies_task" not in plan, plan
-    assert deep_ms <= 2 * small_ms, (small_ms, deep_ms)
+        for name, (statement, params) in CLAIMS.items():
+            query = "EXPLAIN " + store.CLAIM_STATEMENTS[statement]
+            plan = "\n".join(str(r[0]) for r in conn.execute(query, params).fetchall())
+            deep_ms = _claim_time_ms(conn, name)
+            assert "horsies_task_claim_idx" in plan, (name, plan)
+            assert "Seq Scan on horsies_task" not in plan, (name, plan)
+            assert deep_ms <= 2 * small_ms[name], (name, small_ms[name], deep_ms)

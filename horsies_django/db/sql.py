@@ -106,6 +106,26 @@ RETURNING t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.optio
     extract(epoch FROM t.good_until)::float8, t.timeout_ms, t.queue_name
 """
 
+# The same claim from a single queue (DEFAULT mode, or a worker given one queue): no per-queue
+# lateral join, so it costs the server less than half as much. Parameters: the worker id, the
+# lease in seconds, the queue, the limit.
+CLAIM_ONE_QUEUE: Final = f"""
+UPDATE horsies_task t
+SET status = 'RUNNING', claimed_by = %s, claim_gen = {NEW_GENERATION},
+    claimed_at = now(), started_at = now(),
+    claim_expires_at = now() + make_interval(secs => %s)
+WHERE t.id IN (
+    SELECT c.id FROM horsies_task c
+    WHERE c.status = 'PENDING' AND c.queue_name = %s AND c.enqueued_at <= now()
+      AND (c.good_until IS NULL OR c.good_until > now())
+    ORDER BY c.priority, c.enqueued_at, c.id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.options::text,
+    extract(epoch FROM t.good_until)::float8, t.timeout_ms, t.queue_name
+"""
+
 # Seconds until the earliest PENDING task of these queues becomes eligible (None if none).
 NEXT_DUE: Final = """
 SELECT EXTRACT(EPOCH FROM (min(enqueued_at) - now()))::float8

@@ -221,8 +221,27 @@ def claim(
     lease_s: float,
 ) -> list[Claimed]:
     """Claim up to `limit` tasks in one statement, at most `slot.limit` from each queue."""
-    rows = conn.execute(sql.CLAIM, claim_params(worker_id, slots, limit, lease_s)).fetchall()
+    name, params = claim_request(worker_id, slots, limit, lease_s)
+    rows = conn.execute(CLAIM_STATEMENTS[name], params).fetchall()
     return [claimed_from_row(r) for r in rows]
+
+
+# The claim statements by the name they are prepared under.
+CLAIM_STATEMENTS: dict[str, str] = {
+    "horsies_claim": sql.CLAIM,
+    "horsies_claim_one_queue": sql.CLAIM_ONE_QUEUE,
+}
+
+
+def claim_request(
+    worker_id: uuid.UUID, slots: Sequence[QueueSlot], limit: int, lease_s: float
+) -> tuple[str, list[str]]:
+    """The claim statement that suits `slots` (see `CLAIM_STATEMENTS`) and its parameters."""
+    if len(slots) == 1:
+        only = slots[0]
+        params = [str(worker_id), str(lease_s), only.name, str(min(limit, only.limit))]
+        return "horsies_claim_one_queue", params
+    return "horsies_claim", claim_params(worker_id, slots, limit, lease_s)
 
 
 def claim_params(

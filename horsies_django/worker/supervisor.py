@@ -48,7 +48,6 @@ MAX_RECONNECT_BACKOFF_S = 10.0
 # worker could run: a claim held behind a long task would wait for it.
 PREFETCH_MAX_TASK_S = 0.05
 DURATION_SMOOTHING = 0.2
-CLAIM_STATEMENT = "horsies_claim"
 SETTLE_TIMEOUT_S = 30.0
 EXIT_CODE_WAIT_S = 1.0
 
@@ -138,7 +137,7 @@ class Supervisor:
         conn = store.connect_worker(self.connection_params)
         store.set_idle_session_timeout(conn, self.settings.WORKER_STALE_AFTER_MS)
         store.commit_asynchronously(conn)
-        self.claims = Outbox(conn, {CLAIM_STATEMENT: sql.CLAIM})
+        self.claims = Outbox(conn, store.CLAIM_STATEMENTS)
         self.claim_in_flight = 0
         return conn
 
@@ -471,11 +470,11 @@ class Supervisor:
                 return
             self._claimed(claimed, room)
             return
-        params = store.claim_params(
+        statement, params = store.claim_request(
             self.worker_id, self.planner.uncapped(room), room, self.planner.lease_s
         )
         try:
-            self.claims.send(CLAIM_STATEMENT, params)
+            self.claims.send(statement, params)
         except psycopg.Error as exc:
             self._db_lost(exc)
             return
