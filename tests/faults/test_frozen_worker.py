@@ -74,8 +74,10 @@ def test_tasks_of_a_frozen_maintenance_leader_are_recovered(
     leader = fault_worker("--processes", "1")
     wait_until(lambda: leads_maintenance(leader), what="the first worker to lead maintenance")
     marker = tmp_path / "target"
-    target = sleep_retry.send(seconds=2.0, marker=str(marker)).ok_value
-    wait_until(lambda: task_status(target.task_id) == "RUNNING", what="target RUNNING")
+    # Long enough to still be running in the leader's child once the second worker is up.
+    target = sleep_retry.send(seconds=6.0, marker=str(marker)).ok_value
+    wait_marker(marker, count=1)  # user code started in the leader's child
+    assert task_status(target.task_id) == "RUNNING"
     other = fault_worker("--processes", "1")
     leader_id = leader.worker_id()
 
@@ -87,4 +89,4 @@ def test_tasks_of_a_frozen_maintenance_leader_are_recovered(
         timeout_s=6,
         what="the frozen leader to be marked DEAD",
     )
-    assert target.get(timeout_ms=10_000).ok_value in other.live_children()
+    assert target.get(timeout_ms=30_000).ok_value in other.live_children()
