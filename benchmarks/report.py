@@ -12,6 +12,7 @@ OURS, BASE = "horsies_django", "raw_sql"
 # (key, label, format, higher is better)
 METRICS: tuple[tuple[str, str, str, bool], ...] = (
     ("send_per_s", "single send (tasks/s)", ",.0f", True),
+    ("send_interleaved_per_s", "single send, interleaved (tasks/s)", ",.0f", True),
     ("bulk_send_per_s", "bulk send, chunks of 1,000 (tasks/s)", ",.0f", True),
     ("drain_per_s", "drain incl. start-up (tasks/s)", ",.0f", True),
     ("first_completion_s", "drain: time to first completion (s)", ".2f", False),
@@ -91,7 +92,9 @@ def targets(
         _check("drain incl. start-up xbaseline (info)", ratios["drain_per_s"], ">=", 1.0, "x"),
         _check("send→result p50 xbaseline", ratios["latency_p50_ms"], "<=", 2.0, "x"),
         _check("send→result p99 xbaseline", ratios["latency_p99_ms"], "<=", 3.0, "x"),
-        _check("single send xraw INSERT", ratios["send_per_s"], ">=", 0.7, "x"),
+        # Measured with both systems sending in alternating chunks (see send_interleaved).
+        _check("single send xraw INSERT", ratios["send_interleaved_per_s"], ">=", 0.7, "x"),
+        _check("single send alone xraw INSERT (info)", ratios["send_per_s"], ">=", 0.7, "x"),
         _check("send_many(1,000) xsingle send", bulk_over_single, ">=", 10.0, "x"),
         _check("CPU per 1k tasks xbaseline", ratios["total_cpu_s_per_1k"], "<=", 2.0, "x"),
     ]

@@ -38,6 +38,7 @@ from benchmarks.workloads import (  # noqa: E402
     latency,
     log,
     send_bulk,
+    send_interleaved,
     send_single,
 )
 
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"== repeat {r + 1}/{args.repeats}: {q.name} (worker logs in {log_dir})")
                 runs[q.name].append(one_repeat(q, mon, p))
                 q.clear()
+            for name, rate in send_interleaved(order, mon, p).items():
+                runs[name][-1]["send_interleaved_per_s"] = rate
         if args.big:
             for q in systems:
                 big[q.name] = big_drain(q, mon, p)
