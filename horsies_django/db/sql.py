@@ -95,35 +95,46 @@ picked AS (
     ) c
     ORDER BY q.rank, c.priority, c.enqueued_at, c.id
     LIMIT %s
+),
+claimed AS (
+    UPDATE horsies_task t
+    SET status = 'RUNNING', claimed_by = %s, claim_gen = {NEW_GENERATION},
+        claimed_at = now(), started_at = now(),
+        claim_expires_at = now() + make_interval(secs => %s)
+    FROM picked
+    WHERE t.id = picked.id
+    RETURNING t.*
 )
-UPDATE horsies_task t
-SET status = 'RUNNING', claimed_by = %s, claim_gen = {NEW_GENERATION},
-    claimed_at = now(), started_at = now(),
-    claim_expires_at = now() + make_interval(secs => %s)
-FROM picked
-WHERE t.id = picked.id
-RETURNING t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.options::text,
-    extract(epoch FROM t.good_until)::float8, t.timeout_ms, t.queue_name
+SELECT c.id, c.task_name, c.kwargs::text, c.claim_gen, c.retry_count, c.options::text,
+    extract(epoch FROM c.good_until)::float8, c.timeout_ms, c.queue_name
+FROM claimed c JOIN q ON q.name = c.queue_name
+ORDER BY q.rank, c.priority, c.enqueued_at, c.id
 """
 
 # The same claim from a single queue (DEFAULT mode, or a worker given one queue): no per-queue
 # lateral join, so it costs the server less than half as much. Parameters: the worker id, the
-# lease in seconds, the queue, the limit.
+# lease in seconds, the queue, the limit. Both claims return their rows in claim order (an
+# UPDATE's RETURNING has no order of its own), and the worker dispatches them in that order.
 CLAIM_ONE_QUEUE: Final = f"""
-UPDATE horsies_task t
-SET status = 'RUNNING', claimed_by = %s, claim_gen = {NEW_GENERATION},
-    claimed_at = now(), started_at = now(),
-    claim_expires_at = now() + make_interval(secs => %s)
-WHERE t.id IN (
-    SELECT c.id FROM horsies_task c
-    WHERE c.status = 'PENDING' AND c.queue_name = %s AND c.enqueued_at <= now()
-      AND (c.good_until IS NULL OR c.good_until > now())
-    ORDER BY c.priority, c.enqueued_at, c.id
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
+WITH claimed AS (
+    UPDATE horsies_task t
+    SET status = 'RUNNING', claimed_by = %s, claim_gen = {NEW_GENERATION},
+        claimed_at = now(), started_at = now(),
+        claim_expires_at = now() + make_interval(secs => %s)
+    WHERE t.id IN (
+        SELECT c.id FROM horsies_task c
+        WHERE c.status = 'PENDING' AND c.queue_name = %s AND c.enqueued_at <= now()
+          AND (c.good_until IS NULL OR c.good_until > now())
+        ORDER BY c.priority, c.enqueued_at, c.id
+        LIMIT %s
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING t.*
 )
-RETURNING t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.options::text,
-    extract(epoch FROM t.good_until)::float8, t.timeout_ms, t.queue_name
+SELECT id, task_name, kwargs::text, claim_gen, retry_count, options::text,
+    extract(epoch FROM good_until)::float8, timeout_ms, queue_name
+FROM claimed
+ORDER BY priority, enqueued_at, id
 """
 
 # Seconds until the earliest PENDING task of these queues becomes eligible (None if none).
