@@ -128,19 +128,16 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
 
+def worker_argv(settings_module: str, *args: str) -> list[str]:
+    """The command line of a `horsies_worker` run with these settings and arguments."""
+    return [sys.executable, "-m", "django", "horsies_worker", "--settings", settings_module, *args]
+
+
 def launch_worker(
     settings_module: str, args: tuple[str, ...], log_path: Path, env: dict[str, str]
 ) -> WorkerProcess:
     """A `horsies_worker` subprocess in its own process group, logging to `log_path`."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "django",
-        "horsies_worker",
-        "--settings",
-        settings_module,
-        *args,
-    ]
+    cmd = worker_argv(settings_module, *args)
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             cmd,

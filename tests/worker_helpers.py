@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tests.conftest import (
     pool_children,
     sql_rows,
     stop_all,
+    worker_argv,
 )
 
 TASK_MODULES = ("tests.testapp.tasks", "tests.testapp.worker_tasks")
@@ -72,15 +72,7 @@ def configured_workers(tmp_path: Path) -> Iterator[StartWorker]:
 
 def run_worker_command(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run `horsies_worker` with `args` to completion (for arguments that must be refused)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "django",
-        "horsies_worker",
-        "--settings",
-        "tests.settings",
-        *args,
-    ]
+    cmd = worker_argv("tests.settings", *args)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False

@@ -351,12 +351,6 @@ def _finish_row(f: Finish) -> dict[str, Any]:
     }
 
 
-def release_claims(conn: psycopg.Connection[Row], claims: Sequence[tuple[str, int]]) -> set[str]:
-    """Put (id, generation) claims whose user code never started back to PENDING."""
-    rows = conn.execute(sql.RELEASE_CLAIMS, (claims_payload(claims),)).fetchall()
-    return {str(r[0]) for r in rows}
-
-
 def claims_payload(claims: Sequence[tuple[str, int]]) -> str:
     """The JSON parameter of `sql.RELEASE_CLAIMS`."""
     return json.dumps([{"id": task_id, "gen": gen} for task_id, gen in claims])
