@@ -59,6 +59,9 @@ STATUS = "SELECT status FROM baseline_job WHERE id = %s"
 class RawSqlQueue:
     name = "raw_sql"
     count_total_sql = "SELECT count(*) FROM baseline_job"
+    any_done_sql = (
+        "SELECT count(*) FROM (SELECT 1 FROM baseline_job WHERE status = 'done' LIMIT 1) AS first"
+    )
     count_done_sql = "SELECT count(*) FROM baseline_job WHERE status = 'done'"
     count_failed_sql = "SELECT count(*) FROM baseline_job WHERE status = 'failed'"
 

@@ -16,6 +16,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class HorsiesQueue:
     name = "horsies_django"
     count_total_sql = "SELECT count(*) FROM horsies_task"
+    any_done_sql = (
+        "SELECT count(*) FROM "
+        "(SELECT 1 FROM horsies_task WHERE status = 'COMPLETED' LIMIT 1) AS first"
+    )
     count_done_sql = "SELECT count(*) FROM horsies_task WHERE status = 'COMPLETED'"
     count_failed_sql = (
         "SELECT count(*) FROM horsies_task WHERE status IN ('FAILED', 'CANCELLED', 'EXPIRED')"
