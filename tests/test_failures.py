@@ -205,8 +205,9 @@ def test_claimed_task_past_good_until_expires(start_worker: StartWorker, tmp_pat
 def test_task_held_ready_past_good_until_expires_without_running(
     start_worker: StartWorker, tmp_path: Path
 ) -> None:
-    """While tasks are short, a worker holds one task ready per child; if its good_until passes
-    before the child is free, it is recorded EXPIRED (no attempt, never run) by that worker."""
+    """While tasks are short, a worker holds tasks ready for its children; if one's good_until
+    passes before the child is free, it is recorded EXPIRED (no attempt, never run) by that
+    worker."""
     worker = start_worker("--processes", "1")
     warm = [tasks.noop.send(i=i).ok_value for i in range(10)]  # tasks look short: claim ahead
     assert all(h.get(timeout_ms=20_000).is_ok() for h in warm)
