@@ -1,7 +1,8 @@
 """horsies_django adapter for the shared harness (/work/shared/bench, see its README.md).
 
 Producer: `noop.send(i=i)`, `noop.send_many([...])` and `handle.get()`; workers: one
-`manage.py horsies_worker --processes=CONCURRENCY` (a parent and CONCURRENCY spawn children).
+`manage.py horsies_worker --processes=CONCURRENCY` (a parent, its fork server and CONCURRENCY
+children).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class HorsiesDjango(benchlib.Adapter):  # type: ignore[misc]
     version = f"{version('horsies-django')} (Django {version('django')})"
     settings = {
         "worker_model": "one `manage.py horsies_worker --processes=CONCURRENCY --verbosity=0` "
-        "(parent claims/records, CONCURRENCY spawn children run tasks; no recycling)",
+        "(parent claims/records; CONCURRENCY children forked by a fork server run tasks; "
+        "no recycling)",
         "django": "CONN_MAX_AGE=600, DEBUG=False, HORSIES defaults",
         "send": "noop.send(i=i)",
         "bulk": "noop.send_many([{'i': i}, ...]) (one INSERT per chunk)",
