@@ -9,6 +9,7 @@ when a cap applies) at that moment.
 
 from __future__ import annotations
 
+import ast
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pytest
 from django.test import override_settings
 
 from horsies_django.worker.claims import CAP_LOCK_KEY
-from tests.conftest import database_url, sql_value, wait_until
+from tests.conftest import ROOT, database_url, sql_value, wait_until
 from tests.test_queues import CUSTOM, StartWorker, custom_worker
 from tests.testapp.tasks import noop
 
@@ -144,3 +145,32 @@ def test_cap_lock_is_taken_only_when_a_cap_applies(
     uncapped_claims = [u for u in logged_updates() if u.claimed]
     assert sum(u.claimed for u in uncapped_claims) == 6
     assert all(u.cap_locks == 0 for u in uncapped_claims)
+
+
+# Send, claim, dispatch, finalize, get: the modules that run them, and the package's ORM.
+HOT_PATH_MODULES = (
+    "horsies_django/sending.py",
+    "horsies_django/handles.py",
+    "horsies_django/results.py",
+    "horsies_django/execution.py",
+    "horsies_django/db/store.py",
+    "horsies_django/db/outbox.py",
+    *(f"horsies_django/worker/{p.name}" for p in (ROOT / "horsies_django/worker").glob("*.py")),
+)
+ORM_MODULES = ("horsies_django.models", "django.db.models")
+
+
+def test_hot_path_reads_raw_rows_not_models() -> None:
+    """No module on the hot path imports the ORM: rows come back as tuples from store.py."""
+    offenders = []
+    for relative in HOT_PATH_MODULES:
+        tree = ast.parse((ROOT / relative).read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            offenders += [f"{relative}: {n}" for n in names if n.startswith(ORM_MODULES)]
+    assert "horsies_django/worker/supervisor.py" in HOT_PATH_MODULES
+    assert offenders == []
