@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import signal
 import socket
@@ -47,10 +48,12 @@ MAX_RECONNECT_BACKOFF_S = 10.0
 # Claim ahead only while tasks are short, so a busy worker never sits on tasks that an idle
 # worker could run: a claim held behind a long task would wait for it.
 PREFETCH_MAX_TASK_S = 0.05
-# Tasks held ready per child while tasks are short. Every claim walks the claim index from its
-# head, where the entries of tasks claimed since the last vacuum wait to be cleaned up; larger
-# batches pay that walk less often (7 instead of 5 tasks per claim on a 100,000-task backlog).
-PREFETCH_PER_PROCESS = 2
+# While tasks are short, hold enough ready to keep every child busy for CLAIM_COVER_S (longer
+# than a claim's round trip and commit), so children never wait for the next claim to come
+# back: between 1 and PREFETCH_MAX_PER_PROCESS tasks per child. Larger claims also walk the
+# claim index's not-yet-vacuumed head less often.
+CLAIM_COVER_S = 0.01
+PREFETCH_MAX_PER_PROCESS = 8
 DURATION_SMOOTHING = 0.2
 SETTLE_TIMEOUT_S = 30.0
 EXIT_CODE_WAIT_S = 1.0
@@ -78,7 +81,6 @@ class Supervisor:
         self.hostname = socket.gethostname()
         self.name = options.worker_name or f"{self.hostname}:{os.getpid()}"
         self.planner = ClaimPlanner(self.settings, options.queues)
-        self.prefetch = 0 if self.planner.capped else PREFETCH_PER_PROCESS * options.processes
         self.buffer: deque[store.Claimed] = deque()
         self.avg_task_s: float | None = None
         params = store.connection_params(self.alias)
@@ -251,8 +253,12 @@ class Supervisor:
     @property
     def _ahead(self) -> int:
         """How many claims to hold beyond the idle children (only while tasks are short)."""
-        short = self.avg_task_s is not None and self.avg_task_s < PREFETCH_MAX_TASK_S
-        return self.prefetch if short else 0
+        avg = self.avg_task_s
+        if self.planner.capped or avg is None or avg >= PREFETCH_MAX_TASK_S:
+            return 0
+        wanted = math.ceil(CLAIM_COVER_S / max(avg, 1e-6))
+        per_child = min(PREFETCH_MAX_PER_PROCESS, max(1, wanted))
+        return per_child * self.options.processes
 
     def _room(self) -> int:
         """How many more tasks this worker may claim now."""
