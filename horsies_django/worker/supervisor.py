@@ -48,12 +48,12 @@ MAX_RECONNECT_BACKOFF_S = 10.0
 # Claim ahead only while tasks are short, so a busy worker never sits on tasks that an idle
 # worker could run: a claim held behind a long task would wait for it.
 PREFETCH_MAX_TASK_S = 0.05
-# While tasks are short, hold enough ready to keep every child busy for CLAIM_COVER_S (longer
-# than a claim's round trip and commit), so children never wait for the next claim to come
-# back: between 1 and PREFETCH_MAX_PER_PROCESS tasks per child. Larger claims also walk the
-# claim index's not-yet-vacuumed head less often.
-CLAIM_COVER_S = 0.01
-PREFETCH_MAX_PER_PROCESS = 8
+# While tasks are short, hold enough ready to keep every child busy for CLAIM_COVER_S (several
+# claim round trips with their commits, which slow down on a deep backlog between vacuums), so
+# children never wait for the next claim to come back: 1 to PREFETCH_MAX_PER_PROCESS per child.
+# Larger claims also walk the claim index's not-yet-vacuumed head less often.
+CLAIM_COVER_S = 0.02
+PREFETCH_MAX_PER_PROCESS = 16
 DURATION_SMOOTHING = 0.2
 SETTLE_TIMEOUT_S = 30.0
 EXIT_CODE_WAIT_S = 1.0
