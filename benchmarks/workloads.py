@@ -184,10 +184,11 @@ def drain(
                 break
             _check_drain(q, workers, t0, p, 0, n)
             time.sleep(FIRST_POLL_S)
-        # Steady state: (t_prev, done_prev) is the latest count, taken when its query started.
-        t_prev, done_prev, poll_s = time.perf_counter(), 0, MIN_POLL_S
+        # Steady state: each count is timed when its query started; (t_prev, done_prev) is the
+        # count before the latest one.
+        t_counted = t_first_count = time.perf_counter()
         done = done_first = mon.count(q.count_done_sql)
-        t_counted = t_first_count = t_prev
+        t_prev, done_prev, poll_s = t_counted, done, MIN_POLL_S
         while True:
             while marks and done >= marks[0]:
                 rss[str(marks.pop(0))] = tree_rss_bytes(workers.pids)

@@ -180,6 +180,15 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 @pytest.fixture
+def update_log() -> Iterator[None]:
+    """Every UPDATE of horsies_task logged by a test-only trigger (see tests/update_log.py)."""
+    from tests.update_log import recording_updates  # it imports this module
+
+    with recording_updates():
+        yield
+
+
+@pytest.fixture
 def clean_tables(transactional_db: None) -> Iterator[None]:
     """A transactional test with empty horsies tables (committed data is visible to workers)."""
     _truncate()

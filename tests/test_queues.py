@@ -20,6 +20,7 @@ from horsies_django import TaskSendOptions
 from horsies_django.conf import horsies_settings
 from horsies_django.db import store
 from tests.conftest import WorkerProcess, database_url, sql_value, wait_until
+from tests.update_log import forget_updates, logged_updates, wait_completed
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -165,6 +166,30 @@ def test_unknown_queue_in_worker_option_is_refused(start_worker: StartWorker) ->
     worker = start_worker("--queues", "nope", wait=False)
     assert worker.proc.wait(timeout=60) != 0
     assert "unknown queue" in worker.log()
+
+
+@pytest.mark.usefixtures("update_log")
+def test_cap_lock_is_taken_only_when_a_cap_applies(
+    qtasks: ModuleType, start_worker: StartWorker
+) -> None:
+    """The cap lock (an advisory transaction lock) is held by claims of a capped queue only."""
+    for _ in range(6):
+        qtasks.capped.send(seconds=0.01)
+    capped_worker = custom_worker(start_worker, "--queues", "capped")
+    wait_completed(6)
+    capped_claims = [u for u in logged_updates() if u.claimed]
+    assert sum(u.claimed for u in capped_claims) == 6
+    assert all(u.cap_locks >= 1 for u in capped_claims)
+    capped_worker.stop()
+
+    forget_updates()
+    for i in range(6):
+        qtasks.high.send(path="/dev/null", token=str(i))
+    custom_worker(start_worker, "--queues", "high,normal")  # neither queue has a cap
+    wait_completed(12)
+    uncapped_claims = [u for u in logged_updates() if u.claimed]
+    assert sum(u.claimed for u in uncapped_claims) == 6
+    assert all(u.cap_locks == 0 for u in uncapped_claims)
 
 
 # Both claim statements, as a worker of one queue and a worker of two queues send them.
