@@ -31,7 +31,9 @@ def test_uncapped_worker_claims_and_records_in_batches_on_fixed_connections(
     assert sum(u.claimed for u in claims) == total
     assert sum(u.finished for u in finishes) == total
     # Batched claims: one statement claims for every free slot (and the tasks held ready).
-    assert max(u.claimed for u in claims) >= 4
+    # More than two per child at once: while tasks are short, a worker holds about 20 ms of
+    # work per child ready beyond its idle children (one per child, as before, claims 8 at most).
+    assert max(u.claimed for u in claims) > 8
     assert len(claims) <= total / 2, f"{len(claims)} claim statements for {total} tasks"
     # Batched outcomes: one transaction records several finished tasks.
     assert len({u.xid for u in finishes}) <= total / 2, f"{len(finishes)} finish statements"
