@@ -19,6 +19,8 @@ from horsies_django.exceptions import ConfigurationError
 
 DEFAULT_QUEUE: Final = "default"
 QUEUE_NAME_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,64}$"
+# PostgreSQL cannot store a jsonb value (or a string inside one) of 256 MiB or more.
+MAX_JSONB_BYTES: Final = 255 * 1024 * 1024
 
 
 class QueueSpec(BaseModel):
@@ -51,6 +53,12 @@ class HorsiesSettings(BaseModel):
     RESCUER_INTERVAL_MS: Annotated[int, Field(ge=100)] = 10_000
     POLL_INTERVAL_MS: Annotated[int, Field(ge=50)] = 5_000
     EAGER: bool = False
+    # Limits checked before anything reaches the database (see docs/settings.md, "Limits").
+    MAX_PAYLOAD_BYTES: Annotated[int, Field(ge=1_024, le=MAX_JSONB_BYTES)] = 1_048_576
+    MAX_RESULT_BYTES: Annotated[int, Field(ge=1_024, le=MAX_JSONB_BYTES)] = 10_485_760
+    # Claims committed without waiting for the WAL flush: faster, but a PostgreSQL crash can
+    # undo claims whose tasks had already started, and those tasks then run a second time.
+    ASYNC_CLAIM_COMMIT: bool = False
 
     @model_validator(mode="after")
     def _queues_match_mode(self) -> Self:
