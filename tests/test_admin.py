@@ -53,6 +53,13 @@ def make_task(status: str = "COMPLETED", *, sent_ago_s: float = 60, **fields: An
     return Task.objects.create(**values)
 
 
+def fixed_id(n: int) -> uuid.UUID:
+    """A UUIDv7-shaped id for tests that search by part of an id: ids minted by uuid7() in the
+    same millisecond share their first 12 hex digits, these differ there and in the last 4
+    (while sharing the first 8, as a short id `01900000…0001` shows them)."""
+    return uuid.UUID(f"01900000-{n:04x}-7000-8000-{n:012x}")
+
+
 def make_attempt(task: Task, n: int, outcome: str = "FAILED", **fields: Any) -> TaskAttempt:
     finished = task.sent_at + timedelta(seconds=n * 2)
     values: dict[str, Any] = {
@@ -212,11 +219,15 @@ def test_filters_by_status_queue_name_error_code_and_finish_time(su_client: Clie
 
 
 def test_search_by_id_prefix_name_error_code_and_kwargs(su_client: Client) -> None:
-    a = make_task(kwargs={"order_id": 42, "customer": {"email": "ann@example.com"}})
+    a = make_task(id=fixed_id(1), kwargs={"order_id": 42, "customer": {"email": "ann@example.com"}})
     b = make_task(
-        "FAILED", task_name="shop.refund", error_code="CARD_DECLINED", kwargs={"order_id": 7}
+        "FAILED",
+        id=fixed_id(2),
+        task_name="shop.refund",
+        error_code="CARD_DECLINED",
+        kwargs={"order_id": 7},
     )
-    c = make_task(task_name="shop.ship", kwargs={"order_id": "42x"})
+    c = make_task(id=fixed_id(3), task_name="shop.ship", kwargs={"order_id": "42x"})
     short = f"{str(a.pk)[:8]}…{str(a.pk)[-4:]}"
     cases: dict[str, set[Task]] = {
         str(a.pk): {a},
@@ -442,7 +453,8 @@ def test_action_works_for_a_real_sent_task(su_client: Client) -> None:
 
 def test_attempt_list_filters_and_search(su_client: Client) -> None:
     w1, w2 = make_worker(name="w1"), make_worker(name="w2")
-    t1, t2 = make_task("FAILED", task_name="tests.boom"), make_task("COMPLETED")
+    t1 = make_task("FAILED", id=fixed_id(1), task_name="tests.boom")
+    t2 = make_task("COMPLETED", id=fixed_id(2))
     a1 = make_attempt(t1, 1, error_code="BOOM", error_message="kaboom", worker_id=w1.pk)
     a2 = make_attempt(t2, 1, outcome="COMPLETED", worker_id=w2.pk)
 
