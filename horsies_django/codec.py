@@ -1,8 +1,11 @@
 """Strict JSON for task arguments and results.
 
-Whatever reaches PostgreSQL is plain JSON that `jsonb` accepts: no NaN or infinities, no NUL
-characters, no lone surrogates, string keys only. Pydantic models and dataclasses travel in a
-small envelope naming their class, so the worker can rebuild them as the declared type.
+Whatever reaches PostgreSQL is plain JSON that `jsonb` stores and gives back unchanged: no NaN
+or infinities, no floats it would return as integers, no ints Python cannot read back, no NUL
+characters or lone surrogates, string keys only, at most `MAX_NESTING_DEPTH` levels, and no
+more bytes than the caller's limit (checked while walking, before any JSON text is built).
+Pydantic models and dataclasses travel in a small envelope naming their class, so the worker
+can rebuild them as the declared type.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import importlib
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -26,8 +30,35 @@ from horsies_django.types import TaskError, TaskResult
 TYPE_KEY: Final = "__horsies_type__"
 DATA_KEY: Final = "data"
 
+# Lists, dicts, models and dataclasses nest at most this deep (a value's own list is level 1).
+# Deeper values are almost always cycles or accidents; this keeps every recursive step (ours,
+# json, pydantic's own limit of about 250) far from a RecursionError.
+MAX_NESTING_DEPTH: Final = 64
+# Python refuses to read back ints of more digits (sys.get_int_max_str_digits() by default).
+MAX_INT_DIGITS: Final = 4_300
+# From here on repr() writes floats with an exponent: PostgreSQL's numeric keeps the decimal
+# value and gives it back as an integer (1e300 would come back as a different int).
+MAX_EXACT_FLOAT: Final = 1e16
+
+_INT_BOUND: Final = 10**MAX_INT_DIGITS
 _FORBIDDEN_CHARS: Final = re.compile("[\x00\ud800-\udfff]")
-_PRIMITIVES: Final = (bool, int, str, type(None))
+_PRIMITIVES: Final = (str, bool, int, float, type(None))
+
+
+class TooLargeError(EncodingError):
+    """The JSON text would exceed `limit` bytes; `size` is exact, or a lower bound if not."""
+
+    def __init__(self, *, size: int, limit: int, exact: bool, path: str = "") -> None:
+        self.size = size
+        self.limit = limit
+        self.exact = exact
+        where = f" (past the limit at {path})" if path else ""
+        super().__init__(f"{self.size_text} of JSON, over {limit:,} bytes{where}", path=path)
+
+    @property
+    def size_text(self) -> str:
+        """`1,234 bytes`, or `at least 1,234 bytes` when encoding stopped early."""
+        return f"{'' if self.exact else 'at least '}{self.size:,} bytes"
 
 
 def dumps(value: Any) -> str:
@@ -42,74 +73,161 @@ def loads(text: str | bytes) -> Any:
 # --------------------------------------------------------------------------- encoding
 
 
-def encode(value: Any, path: str = "value") -> Any:
+def encode(value: Any, path: str = "value", *, limit: int | None = None) -> Any:
     """Turn `value` into plain JSON data, wrapping models and dataclasses in envelopes.
 
-    Raises `EncodingError` naming the offending path (e.g. `order.items[2]`).
+    Raises `EncodingError` naming the offending path (e.g. `order.items[2]`), and
+    `TooLargeError` as soon as its strings alone pass `limit` bytes.
     """
-    if isinstance(value, str):
-        _check_text(value, path)
-        return value
-    if isinstance(value, _PRIMITIVES):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise EncodingError(f"{path} is {value!r}: JSON has no NaN or infinity", path=path)
-        return value
-    if isinstance(value, list | tuple):
-        return [encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, Mapping):
-        return _encode_mapping(value, path)
-    if isinstance(value, BaseModel):
-        return _envelope(type(value), value.model_dump(mode="json"), path)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = _adapter(type(value)).dump_python(value, mode="json")
-        return _envelope(type(value), data, path)
-    raise EncodingError(
-        f"{path} is a {type(value).__name__}, which is not JSON: pass JSON values, "
-        "pydantic models or dataclasses (e.g. str(obj) or obj.id instead of the object)",
-        path=path,
-    )
+    return _Walk(limit).value(value, path, 0)
 
 
-def _encode_mapping(value: Mapping[Any, Any], path: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise EncodingError(
-                f"{path} has a non-string key {key!r}: JSON keys are strings", path=path
-            )
-        if key == TYPE_KEY:
-            raise EncodingError(f"{path} uses the reserved key {TYPE_KEY!r}", path=path)
-        _check_text(key, f"{path} key")
-        out[key] = encode(item, f"{path}.{key}")
-    return out
+def encode_arguments(kwargs: Mapping[str, Any], limit: int) -> str:
+    """The JSON text of a send's keyword arguments, at most `limit` bytes (UTF-8)."""
+    walk = _Walk(limit)
+    text = dumps({name: walk.value(value, name, 0) for name, value in kwargs.items()})
+    check_size(text, limit)
+    return text
 
 
-def _envelope(cls: type, data: Any, path: str) -> dict[str, Any]:
-    _check_strings(data, path)
-    return {TYPE_KEY: type_path(cls, path), DATA_KEY: data}
+def check_size(text: str, limit: int) -> None:
+    """Raise `TooLargeError` if `text` is more than `limit` bytes in UTF-8.
+
+    Cheap for the usual case: `len()` and `isascii()` are O(1); only non-ASCII text that might
+    fit is encoded to count its bytes, and that text is at most `limit` characters.
+    """
+    chars = len(text)
+    if chars > limit:
+        raise TooLargeError(size=chars, limit=limit, exact=text.isascii())
+    if text.isascii() or 4 * chars <= limit:
+        return
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise TooLargeError(size=size, limit=limit, exact=True)
 
 
-def _check_text(text: str, path: str) -> None:
+def check_text(text: str, path: str) -> None:
+    """Raise `EncodingError` if `text` holds a character PostgreSQL cannot store."""
     match = _FORBIDDEN_CHARS.search(text)
     if match:
         char = "a NUL character" if match.group() == "\x00" else "a lone surrogate"
         raise EncodingError(f"{path} contains {char}, which PostgreSQL cannot store", path=path)
 
 
-def _check_strings(data: Any, path: str) -> None:
-    if isinstance(data, str):
-        _check_text(data, path)
-    elif isinstance(data, float) and not math.isfinite(data):
-        raise EncodingError(f"{path} holds {data!r}: JSON has no NaN or infinity", path=path)
-    elif isinstance(data, list):
-        for i, item in enumerate(data):
-            _check_strings(item, f"{path}[{i}]")
-    elif isinstance(data, dict):
-        for key, item in data.items():
-            _check_text(key, f"{path} key")
-            _check_strings(item, f"{path}.{key}")
+class _Walk:
+    """One encoding pass: checks every value, counts string bytes against the limit."""
+
+    __slots__ = ("limit", "size")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = sys.maxsize if limit is None else limit
+        self.size = 0  # characters of strings and keys so far: a lower bound of the JSON size
+
+    def value(self, value: Any, path: str, depth: int) -> Any:
+        if isinstance(value, _PRIMITIVES):
+            self.primitive(value, path)
+            return value
+        if depth >= MAX_NESTING_DEPTH:
+            raise EncodingError(
+                f"{_short(path)} nests lists, dicts, models or dataclasses more than "
+                f"{MAX_NESTING_DEPTH} levels deep (or contains itself): flatten it",
+                path=path,
+            )
+        if isinstance(value, list | tuple):
+            return [self.value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+        if isinstance(value, Mapping):
+            return self.mapping(value, path, depth)
+        if isinstance(value, BaseModel) or (
+            dataclasses.is_dataclass(value) and not isinstance(value, type)
+        ):
+            return self.envelope(value, path, depth)
+        raise EncodingError(
+            f"{path} is a {type(value).__name__}, which is not JSON: pass JSON values, "
+            "pydantic models or dataclasses (e.g. str(obj) or obj.id instead of the object)",
+            path=path,
+        )
+
+    def primitive(self, value: str | bool | int | float | None, path: str) -> None:
+        if isinstance(value, str):
+            self.text(value, path)
+        elif isinstance(value, float):
+            _check_float(value, path)
+        elif isinstance(value, int) and not -_INT_BOUND < value < _INT_BOUND:
+            raise EncodingError(
+                f"{path} is an int of more than {MAX_INT_DIGITS:,} digits, which Python cannot "
+                "read back from JSON: send it as a string (str(n))",
+                path=path,
+            )
+
+    def text(self, text: str, path: str) -> None:
+        self.size += len(text)
+        if self.size > self.limit:  # before scanning it: a huge string is refused at once
+            raise TooLargeError(size=self.size, limit=self.limit, exact=False, path=path)
+        check_text(text, path)
+
+    def mapping(self, value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodingError(
+                    f"{path} has a non-string key {key!r:.100}: JSON keys are strings", path=path
+                )
+            if key == TYPE_KEY:
+                raise EncodingError(f"{path} uses the reserved key {TYPE_KEY!r}", path=path)
+            self.text(key, f"{path} key")
+            out[key] = self.value(item, f"{path}.{key}", depth + 1)
+        return out
+
+    def envelope(self, value: Any, path: str, depth: int) -> dict[str, Any]:
+        cls: type = type(value)
+        try:
+            if isinstance(value, BaseModel):
+                data = value.model_dump(mode="json")
+            else:
+                data = _adapter(cls).dump_python(value, mode="json")
+        except (ValueError, TypeError, RuntimeError) as exc:  # pydantic's errors, cycles
+            raise EncodingError(
+                f"{path} is a {cls.__qualname__} that pydantic cannot turn into JSON: {exc}",
+                path=path,
+            ) from exc
+        self.plain(data, path, depth + 1)
+        return {TYPE_KEY: type_path(cls, path), DATA_KEY: data}
+
+    def plain(self, data: Any, path: str, depth: int) -> None:
+        """Check JSON data made by pydantic, as `value` would (it is stored as is)."""
+        if isinstance(data, _PRIMITIVES):
+            self.primitive(data, path)
+            return
+        if depth > MAX_NESTING_DEPTH:
+            raise EncodingError(
+                f"{_short(path)} nests more than {MAX_NESTING_DEPTH} levels deep: flatten it",
+                path=path,
+            )
+        if isinstance(data, list):
+            for i, item in enumerate(data):
+                self.plain(item, f"{path}[{i}]", depth + 1)
+        elif isinstance(data, dict):
+            for key, item in data.items():
+                self.text(key, f"{path} key")
+                self.plain(item, f"{path}.{key}", depth + 1)
+
+
+def _short(path: str) -> str:
+    """A path of a deep value, shortened for a message (`EncodingError.path` keeps it all)."""
+    return path if len(path) <= 80 else f"{path[:40]}...{path[-30:]}"
+
+
+def _check_float(value: float, path: str) -> None:
+    if -MAX_EXACT_FLOAT < value < MAX_EXACT_FLOAT:
+        return
+    if not math.isfinite(value):
+        raise EncodingError(f"{path} is {value!r}: JSON has no NaN or infinity", path=path)
+    raise EncodingError(
+        f"{path} is {value!r}: PostgreSQL gives floats of magnitude {MAX_EXACT_FLOAT:g} or more "
+        "back as integers, so it would not arrive unchanged: send int(value) or str(value) "
+        "instead (a float-typed parameter or return type turns the int back into this float)",
+        path=path,
+    )
 
 
 def type_path(cls: type, path: str = "value") -> str:
@@ -174,11 +292,16 @@ def rehydrate(value: Any, adapter: TypeAdapter[Any] | None) -> Any:
 # --------------------------------------------------------------------------- results
 
 
-def encode_result(result: TaskResult[Any, TaskError]) -> str:
-    """JSON text stored in `horsies_task.result`."""
+def encode_result(result: TaskResult[Any, TaskError], limit: int | None = None) -> str:
+    """JSON text stored in `horsies_task.result`, at most `limit` bytes (UTF-8) when given."""
+    walk = _Walk(limit)
     if result.is_ok():
-        return dumps({"ok": encode(result.ok_value, "result")})
-    return dumps({"err": encode(result.err_value.to_stored(), "error")})
+        text = dumps({"ok": walk.value(result.ok_value, "result", 0)})
+    else:
+        text = dumps({"err": walk.value(result.err_value.to_stored(), "error", 0)})
+    if limit is not None:
+        check_size(text, limit)
+    return text
 
 
 def decode_result(stored: Any, adapter: TypeAdapter[Any] | None) -> TaskResult[Any, TaskError]:

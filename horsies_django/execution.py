@@ -6,23 +6,27 @@ tasks in-process. It never touches the database: the outcome is a plain value.
 
 from __future__ import annotations
 
+import re
 import traceback as tb
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
 from horsies_django import codec
-from horsies_django.conf import horsies_settings
+from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
 from horsies_django.definitions import TaskDefinition
-from horsies_django.exceptions import EncodingError
 from horsies_django.types import (
     AttemptOutcome,
     ContractCode,
     OperationalErrorCode,
     TaskResult,
 )
+
+# Exception messages and tracebacks are cut to this many characters (head and tail kept).
+MAX_ERROR_TEXT_CHARS: Final = 64 * 1024
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,11 @@ def failure(
     outcome: str = AttemptOutcome.FAILED,
     exception: dict[str, Any] | None = None,
 ) -> Outcome:
-    """An Outcome for a library-produced error."""
+    """An Outcome for a library-produced error (its texts made storable, see `storable`)."""
+    message = storable(message)
+    traceback = None if traceback is None else storable(traceback)
+    if exception is not None:
+        exception = {key: storable(str(value)) for key, value in exception.items()}
     stored = {"error_code": str(code), "message": message, "data": None, "exception": exception}
     return Outcome(
         ok=False,
@@ -99,6 +107,23 @@ def failure(
         finished_at=now(),
         outcome=outcome,
     )
+
+
+def storable(text: str) -> str:
+    """`text` with NUL and lone surrogates escaped, its middle cut past `MAX_ERROR_TEXT_CHARS`.
+
+    Exception messages and tracebacks are user data that PostgreSQL must accept: a NUL in one
+    would make the outcome unrecordable, and a huge one would travel to the worker parent.
+    """
+    if len(text) > MAX_ERROR_TEXT_CHARS:
+        half = MAX_ERROR_TEXT_CHARS // 2
+        cut = len(text) - 2 * half
+        text = f"{text[:half]}\n[... {cut:,} characters cut ...]\n{text[-half:]}"
+    return _UNSTORABLE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def run_task(definition: TaskDefinition | None, task_name: str, kwargs_json: str) -> Outcome:
@@ -154,9 +179,19 @@ def _from_return(definition: TaskDefinition, returned: Any, started: datetime) -
                 f"{definition.name} returned a value that does not match its declared type: {exc}",
                 started_at=started,
             )
+    limit = horsies_settings().MAX_RESULT_BYTES
     try:
-        result_json = codec.encode_result(returned)
-    except EncodingError as exc:
+        result_json = codec.encode_result(returned, limit)
+    except codec.TooLargeError as exc:
+        return failure(
+            OperationalErrorCode.RESULT_TOO_LARGE,
+            f"{definition.name} returned a result of {exc.size_text} of JSON, over the limit "
+            f"of HORSIES['MAX_RESULT_BYTES'] = {limit:,} bytes; store large data elsewhere (a "
+            "file, a table) and return a reference to it, or raise HORSIES['MAX_RESULT_BYTES'] "
+            f"(at most {MAX_JSONB_BYTES:,})",
+            started_at=started,
+        )
+    except Exception as exc:  # EncodingError, or a returned object misbehaving
         return failure(
             OperationalErrorCode.WORKER_SERIALIZATION_ERROR,
             f"{definition.name} returned a value that cannot be stored: {exc}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
@@ -19,7 +19,7 @@ from django.db import InterfaceError, OperationalError, connections, transaction
 from uuid_utils.compat import uuid7
 
 from horsies_django import codec
-from horsies_django.conf import horsies_settings
+from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
 from horsies_django.db import store
 from horsies_django.definitions import TaskDefinition
 from horsies_django.exceptions import EncodingError
@@ -39,6 +39,8 @@ from horsies_django.types import (
 )
 
 RESEND_DELAYS_S: Final = (0.05, 0.2, 0.8)
+# Far beyond any real schedule, and far within what PostgreSQL's timestamps can hold.
+MAX_DELAY_S: Final = 100 * 365 * 24 * 3600
 
 _suppress_depth = 0
 
@@ -78,15 +80,14 @@ def prepare(
     problem = _check_arguments(definition, kwargs) or _check_delay(delay_seconds)
     if problem:
         return _invalid(f"{definition.name}: {problem}")
-    opts = options or TaskSendOptions()
+    opts = TaskSendOptions() if options is None else options
     problem = _check_options(opts)
     if problem:
         return _invalid(f"{definition.name}: {problem}")
-    try:
-        encoded = {name: codec.encode(value, name) for name, value in kwargs.items()}
-        kwargs_json = codec.dumps(encoded)
-    except EncodingError as exc:
-        return _invalid(f"{definition.name}: argument {exc}", exc)
+    encoded = _encode_arguments(definition, kwargs)
+    if isinstance(encoded, Err):
+        return encoded
+    kwargs_json = encoded.value
     unsigned = TaskSendPayload(
         task_id=str(uuid7()),
         task_name=definition.name,
@@ -98,6 +99,39 @@ def prepare(
         enqueue_sha="",
     )
     return Ok(replace(unsigned, enqueue_sha=payload_sha(unsigned)))
+
+
+def _encode_arguments(
+    definition: TaskDefinition, kwargs: Mapping[str, Any]
+) -> Result[str, TaskSendError]:
+    """The arguments' JSON text, or Err: PAYLOAD_TOO_LARGE, or VALIDATION_FAILED for the rest."""
+    limit = horsies_settings().MAX_PAYLOAD_BYTES
+    try:
+        return Ok(codec.encode_arguments(kwargs, limit))
+    except codec.TooLargeError as exc:
+        return Err(_too_large(definition.name, exc))
+    except EncodingError as exc:
+        return _invalid(f"{definition.name}: argument {exc}", exc)
+    except Exception as exc:  # user objects misbehaving (a Mapping whose items() raise, ...)
+        return _invalid(
+            f"{definition.name}: the arguments could not be encoded "
+            f"({type(exc).__name__}: {exc!s:.500}); pass JSON values, pydantic models or "
+            "dataclasses",
+            exc,
+        )
+
+
+def _too_large(task_name: str, exc: codec.TooLargeError) -> TaskSendError:
+    where = f", past it at argument {exc.path}" if exc.path else ""
+    return TaskSendError(
+        TaskSendErrorCode.PAYLOAD_TOO_LARGE,
+        f"{task_name}: the arguments are {exc.size_text} of JSON, over the limit of "
+        f"HORSIES['MAX_PAYLOAD_BYTES'] = {exc.limit:,} bytes{where}; pass a reference instead "
+        "(a row id, a file path, a URL) and load the data in the task, or raise "
+        f"HORSIES['MAX_PAYLOAD_BYTES'] (at most {MAX_JSONB_BYTES:,})",
+        retryable=False,
+        exception=exc,
+    )
 
 
 def payload_sha(payload: TaskSendPayload) -> str:
@@ -113,8 +147,10 @@ def payload_sha(payload: TaskSendPayload) -> str:
     )
 
 
-def _check_arguments(definition: TaskDefinition, kwargs: Mapping[str, Any]) -> str | None:
-    unknown = [name for name in kwargs if name not in definition.params]
+def _check_arguments(definition: TaskDefinition, kwargs: object) -> str | None:
+    if not isinstance(kwargs, Mapping):
+        return f"the arguments must be a dict of name -> value, not {type(kwargs).__name__}"
+    unknown = [str(name) for name in kwargs if name not in definition.params]
     if unknown:
         takes = ", ".join(definition.params) or "no arguments"
         return f"unknown argument(s) {', '.join(unknown)}; the task takes {takes}"
@@ -131,13 +167,18 @@ def _check_delay(delay_seconds: float | None) -> str | None:
         isinstance(delay_seconds, bool)
         or not isinstance(delay_seconds, int | float)
         or not math.isfinite(delay_seconds)
-        or delay_seconds < 0
+        or not 0 <= delay_seconds <= MAX_DELAY_S
     ):
-        return f"delay_seconds={delay_seconds!r} must be a finite number of seconds >= 0"
+        return (
+            f"delay_seconds={delay_seconds!r:.100} must be a finite number of seconds from 0 "
+            f"to {MAX_DELAY_S:,} (100 years)"
+        )
     return None
 
 
-def _check_options(opts: TaskSendOptions) -> str | None:
+def _check_options(opts: object) -> str | None:
+    if not isinstance(opts, TaskSendOptions):
+        return f"options must be a TaskSendOptions, not {type(opts).__name__}"
     if opts.good_until is not None:
         if not isinstance(opts.good_until, datetime):
             return f"good_until={opts.good_until!r} must be a timezone-aware datetime"
@@ -264,6 +305,9 @@ def replay(
     payload = error.payload
     if payload is None:
         return _invalid(f"{definition.name}: the error carries no payload to resend")
+    problem = _malformed(payload)
+    if problem:
+        return _invalid(f"{definition.name}: the error's payload {problem}; send anew with send()")
     if payload.task_name != definition.name:
         return _invalid(
             f"{definition.name}: this error belongs to task {payload.task_name!r}; "
@@ -282,6 +326,33 @@ def replay(
             )
         )
     return enqueue(definition, payload)
+
+
+_PAYLOAD_FIELD_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+    "task_id": str,
+    "task_name": str,
+    "queue_name": str,
+    "priority": int,
+    "kwargs_json": str,
+    "delay_seconds": (int, float, type(None)),
+    "good_until": (datetime, type(None)),
+    "enqueue_sha": str,
+}
+
+
+def _malformed(payload: object) -> str | None:
+    """Why a payload handed to a replay cannot be what `prepare()` made, if it cannot."""
+    if not isinstance(payload, TaskSendPayload):
+        return f"is a {type(payload).__name__}, not a TaskSendPayload"
+    for name, expected in _PAYLOAD_FIELD_TYPES.items():
+        if not isinstance(getattr(payload, name), expected):
+            return f"has a {name} of type {type(getattr(payload, name)).__name__}"
+    try:
+        codec.check_size(payload.kwargs_json, horsies_settings().MAX_PAYLOAD_BYTES)
+        codec.check_text(payload.kwargs_json, "kwargs_json")
+    except EncodingError as exc:
+        return f"is not storable: {exc}"
+    return None
 
 
 def _suppressed(definition: TaskDefinition) -> Err[TaskSendError]:
@@ -326,6 +397,19 @@ def _insert_many_once(
     return None
 
 
+def _items(kwargs_list: object) -> Result[list[Any], str]:
+    """The items of send_many's argument, or why it is not a list of argument dicts."""
+    if isinstance(kwargs_list, str | bytes | Mapping) or not isinstance(kwargs_list, Iterable):
+        return Err(
+            f"send_many takes a list of argument dicts, not a {type(kwargs_list).__name__}, "
+            "e.g. send_many([{'order_id': 1}, {'order_id': 2}])"
+        )
+    try:
+        return Ok(list(kwargs_list))
+    except Exception as exc:  # a generator that raises
+        return Err(f"send_many could not read its list: {type(exc).__name__}: {exc!s:.500}")
+
+
 def send_many(
     definition: TaskDefinition,
     kwargs_list: Sequence[Mapping[str, Any]],
@@ -333,11 +417,15 @@ def send_many(
     options: TaskSendOptions | None = None,
 ) -> list[TaskSendResult[TaskHandle[Any]]]:
     """Enqueue many tasks of one definition with a single INSERT; one Result per item."""
+    read = _items(kwargs_list)
+    if isinstance(read, Err):
+        return [_invalid(f"{definition.name}: {read.error}")]
+    items = read.value
     if suppressed():
-        return [_suppressed(definition) for _ in kwargs_list]
+        return [_suppressed(definition) for _ in items]
     results: list[TaskSendResult[TaskHandle[Any]]] = []
     ready: list[tuple[int, TaskSendPayload]] = []
-    for i, kwargs in enumerate(kwargs_list):
+    for i, kwargs in enumerate(items):
         prepared = prepare(definition, kwargs, options=options)
         results.append(prepared if isinstance(prepared, Err) else Ok(TaskHandle("", "")))
         if isinstance(prepared, Ok):
