@@ -26,6 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0
 
 
+FAULTS = ROOT / "tests" / "faults"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault-injection suite is `slow`: `-m "not slow and not browser"` is the fast part."""
+    for item in items:
+        if item.path.is_relative_to(FAULTS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_blocker: Any) -> None:
     """Use the throwaway database itself (workers connect to it too), migrated once."""
