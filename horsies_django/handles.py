@@ -1,6 +1,7 @@
 """`TaskHandle`: the producer's view of one sent task (get, info, cancel).
 
-A handle caches the final result once read: a second `get()` makes no query.
+A handle caches the final result once read: a second `get()` makes no query. Nothing here
+raises when the database is away: `get()` returns `BROKER_ERROR` (never cached), the others `Err`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError
-from pydantic import TypeAdapter
 
 from horsies_django import results
 from horsies_django.conf import horsies_settings
@@ -21,6 +20,7 @@ from horsies_django.types import (
     BrokerResult,
     Err,
     Ok,
+    OperationalErrorCode,
     RetrievalCode,
     TaskAttempt,
     TaskError,
@@ -65,25 +65,13 @@ class TaskHandle[T]:
     def _alias(self) -> str:
         return horsies_settings().DATABASE_ALIAS
 
-    def _adapter(self) -> TypeAdapter[Any] | None:
-        from horsies_django.registry import app
-
-        name = self._task_name
-        if name is None:
-            row = store.fetch_outcome(self._alias, self.task_id)
-            name = self._task_name = row[1] if row else None
-        definition = app.definitions.get(name) if name else None
-        return definition.return_adapter if definition else None
-
     def get(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """Wait for the result; `WAIT_TIMEOUT` after `timeout_ms` (the task keeps running)."""
         if self._cached is not None:
             return self._cached
         if not self._well_formed():
             return self._not_found()
-        result: TaskResult[T, TaskError] = results.wait_sync(
-            self._alias, self.task_id, self._adapter(), timeout_ms
-        )
+        result: TaskResult[T, TaskError] = results.wait_sync(self._alias, self.task_id, timeout_ms)
         return self._keep(result)
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
@@ -92,16 +80,17 @@ class TaskHandle[T]:
             return self._cached
         if not self._well_formed():
             return self._not_found()
-        adapter = await sync_to_async(self._adapter, thread_sensitive=True)()
         result: TaskResult[T, TaskError] = await results.wait_async(
-            self._alias, self.task_id, adapter, timeout_ms
+            self._alias, self.task_id, timeout_ms
         )
         return self._keep(result)
 
     def _keep(self, result: TaskResult[T, TaskError]) -> TaskResult[T, TaskError]:
+        """Cache a final result; a wait timeout, a missing task or a broker error can change."""
         transient = result.is_err() and result.err_value.error_code in (
             RetrievalCode.WAIT_TIMEOUT,
             RetrievalCode.TASK_NOT_FOUND,
+            OperationalErrorCode.BROKER_ERROR,
         )
         if not transient:
             self._cached = result
@@ -113,26 +102,41 @@ class TaskHandle[T]:
         include_failed_reason: bool = False,
         include_attempts: bool = False,
     ) -> BrokerResult[TaskInfo | None]:
-        """The task's metadata (None if there is no such task)."""
+        """The task's metadata (None if there is no such task); `Err` if it cannot be read."""
         if not self._well_formed():
             return Ok(None)
-        try:
-            row = store.fetch_info(
-                self._alias,
-                self.task_id,
-                include_result=include_result,
-                include_failed_reason=include_failed_reason,
-            )
-            if row is None:
-                return Ok(None)
-            attempts = (
-                [self._attempt(a) for a in store.fetch_attempts(self._alias, self.task_id)]
-                if include_attempts
-                else None
-            )
-        except DatabaseError as exc:
-            return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
-        return Ok(self._info(row, include_result, attempts))
+        read = results.read_or_error(
+            self._alias,
+            lambda: self._read_info(include_result, include_failed_reason, include_attempts),
+        )
+        if isinstance(read, Err):
+            return Err(self._broker_error(read.error))
+        return Ok(read.value)
+
+    def _read_info(
+        self, include_result: bool, include_failed_reason: bool, include_attempts: bool
+    ) -> TaskInfo | None:
+        row = store.fetch_info(
+            self._alias,
+            self.task_id,
+            include_result=include_result,
+            include_failed_reason=include_failed_reason,
+        )
+        if row is None:
+            return None
+        attempts = (
+            [self._attempt(a) for a in store.fetch_attempts(self._alias, self.task_id)]
+            if include_attempts
+            else None
+        )
+        return self._info(row, include_result, attempts)
+
+    def _broker_error(self, exc: Exception) -> BrokerError:
+        return BrokerError(
+            BrokerErrorCode.BROKER_ERROR,
+            f"could not read task {self.task_id}: {type(exc).__name__}: {exc}",
+            exc,
+        )
 
     async def info_async(
         self,
@@ -150,7 +154,12 @@ class TaskHandle[T]:
 
         if not self._well_formed():
             return Err(BrokerError(BrokerErrorCode.TASK_NOT_FOUND, f"no task {self.task_id!r}"))
-        return cancel(self.task_id)
+        done = results.read_or_error(self._alias, lambda: cancel(self.task_id))
+        if isinstance(done, Err):
+            return Err(self._broker_error(done.error))
+        if isinstance(done.value, Err) and done.value.error.code == BrokerErrorCode.BROKER_ERROR:
+            results.discard_broken_connection(self._alias)  # the next call reconnects
+        return done.value
 
     async def cancel_async(self) -> BrokerResult[None]:
         return await sync_to_async(self.cancel, thread_sensitive=True)()
@@ -197,9 +206,7 @@ class TaskHandle[T]:
         result = None
         if include_result:
             result = results.result_from_row(
-                self.task_id,
-                (status, name, _result, error_code, reason),
-                self._adapter(),
+                self.task_id, (status, name, _result, error_code, reason)
             )
         return TaskInfo(
             task_id=str(tid),

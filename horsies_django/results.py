@@ -3,6 +3,7 @@
 One background listener per process serves every waiter (no connection per call). A waiter
 registers before it reads the row, so a result finished between the read and the wait still
 wakes it; a poll every POLL_INTERVAL_MS covers notifications lost with a dropped connection.
+Reads never raise: a database that cannot be read gives `BROKER_ERROR`, which is not final.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
+import psycopg
+from django.db import Error as DjangoDatabaseError
+from django.db import connections
 from pydantic import TypeAdapter, ValidationError
 
 from horsies_django import codec
@@ -22,8 +26,11 @@ from horsies_django.conf import horsies_settings
 from horsies_django.db import sql, store
 from horsies_django.db.notify import BackgroundListener
 from horsies_django.types import (
+    Err,
+    Ok,
     OperationalErrorCode,
     OutcomeCode,
+    Result,
     RetrievalCode,
     TaskError,
     TaskResult,
@@ -32,6 +39,10 @@ from horsies_django.types import (
 )
 
 type Wake = Callable[[], None]
+
+# What a read can raise when the database is away, refuses the query or dropped the connection
+# (Django's InterfaceError is not a DatabaseError; psycopg's own errors can escape its wrapper).
+READ_ERRORS: Final = (DjangoDatabaseError, psycopg.Error)
 
 
 class _Waiters:
@@ -62,10 +73,13 @@ class _Waiters:
             listener.stop(wait_s=5.0)
 
     def _ensure_listener(self) -> None:
-        listener = self._listener
+        listener, alias = self._listener, horsies_settings().DATABASE_ALIAS
+        if listener is not None and listener.pid == os.getpid() and listener.alias != alias:
+            listener.stop()  # DATABASE_ALIAS changed (override_settings): listen where we read
+            listener = None
         if listener is None or listener.pid != os.getpid():
             self._listener = BackgroundListener(
-                horsies_settings().DATABASE_ALIAS,
+                alias,
                 [sql.TASK_DONE_CHANNEL],
                 on_notify=self._notified,
                 on_reconnect=self._wake_all,
@@ -97,13 +111,66 @@ def poll_interval_s() -> float:
     return horsies_settings().POLL_INTERVAL_MS / 1000
 
 
+# --------------------------------------------------------------------------- reading safely
+
+
+def read_or_error[R](alias: str, read: Callable[[], R]) -> Result[R, Exception]:
+    """Run a database read and return its value, or the error it raised.
+
+    A connection the server dropped (restart, `pg_terminate_backend`, idle timeout) is closed
+    and the read tried once more on a fresh one; a database that cannot be reached is an `Err`.
+    """
+    failure: Exception | None = None
+    for _ in range(2):
+        had_connection = connections[alias].connection is not None
+        try:
+            return Ok(read())
+        except READ_ERRORS as exc:
+            failure = exc
+            if not (discard_broken_connection(alias) and had_connection):
+                break
+    assert failure is not None
+    return Err(failure)
+
+
+def discard_broken_connection(alias: str) -> bool:
+    """Close this thread's connection if it is unusable, so the next read reconnects.
+
+    Inside a transaction nothing is closed (the caller's transaction is lost either way, and
+    is the caller's to end); returns whether the connection was closed.
+    """
+    wrapper = connections[alias]
+    if wrapper.in_atomic_block or wrapper.connection is None:
+        return False
+    wrapper.close_if_unusable_or_obsolete()
+    return wrapper.connection is None
+
+
+def broker_error_result(task_id: str, exc: Exception) -> TaskResult[Any, TaskError]:
+    """The result of a read the database could not answer (not final: ask again later)."""
+    return error_result(
+        OperationalErrorCode.BROKER_ERROR,
+        f"could not read task {task_id}: the database is unreachable or refused the query "
+        f"({type(exc).__name__}: {exc}); the task is unaffected, call get() again later",
+    )
+
+
 # --------------------------------------------------------------------------- rows -> results
 
 
-def result_from_row(
-    task_id: str, row: tuple[Any, ...] | None, adapter: TypeAdapter[Any] | None
-) -> TaskResult[Any, TaskError] | None:
-    """The final result of a finished task, an error for a missing one, None if unfinished."""
+def return_adapter(task_name: str | None) -> TypeAdapter[Any] | None:
+    """The validator of a task's declared result type, if the task is registered here."""
+    from horsies_django.registry import app
+
+    definition = app.get(task_name) if task_name else None
+    return definition.return_adapter if definition else None
+
+
+def result_from_row(task_id: str, row: tuple[Any, ...] | None) -> TaskResult[Any, TaskError] | None:
+    """The final result of a finished task, an error for a missing one, None if unfinished.
+
+    The ok value is rebuilt as the declared type when the task is registered in this process.
+    """
     if row is None:
         return error_result(RetrievalCode.TASK_NOT_FOUND, f"no task with id {task_id}")
     status, task_name, result_json, error_code, failed_reason = row
@@ -117,7 +184,7 @@ def result_from_row(
         code = error_code or OperationalErrorCode.RESULT_DESERIALIZATION_ERROR
         return TaskResult(err=TaskError.from_stored({"error_code": code, "message": failed_reason}))
     try:
-        return codec.decode_result(result_json, adapter)
+        return codec.decode_result(result_json, return_adapter(task_name))
     except (ValueError, ValidationError, ImportError, AttributeError, TypeError) as exc:
         return error_result(
             OperationalErrorCode.RESULT_DESERIALIZATION_ERROR,
@@ -125,8 +192,8 @@ def result_from_row(
         )
 
 
-def _read(alias: str, task_id: str) -> tuple[Any, ...] | None:
-    return store.fetch_outcome(alias, task_id)
+def _read(alias: str, task_id: str) -> Result[tuple[Any, ...] | None, Exception]:
+    return read_or_error(alias, lambda: store.fetch_outcome(alias, task_id))
 
 
 def _timeout_result(task_id: str, timeout_ms: int | None) -> TaskResult[Any, TaskError]:
@@ -136,10 +203,17 @@ def _timeout_result(task_id: str, timeout_ms: int | None) -> TaskResult[Any, Tas
     )
 
 
-def wait_sync(
-    alias: str, task_id: str, adapter: TypeAdapter[Any] | None, timeout_ms: int | None
-) -> TaskResult[Any, TaskError]:
-    """Block until the task finishes (or `timeout_ms` passes)."""
+def _answer(
+    task_id: str, read: Result[tuple[Any, ...] | None, Exception]
+) -> TaskResult[Any, TaskError] | None:
+    """What one read of the row says: a result, a broker error, or None (keep waiting)."""
+    if isinstance(read, Err):
+        return broker_error_result(task_id, read.error)
+    return result_from_row(task_id, read.value)
+
+
+def wait_sync(alias: str, task_id: str, timeout_ms: int | None) -> TaskResult[Any, TaskError]:
+    """Block until the task finishes (or `timeout_ms` passes, or the database fails)."""
     import time
 
     deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
@@ -148,7 +222,7 @@ def wait_sync(
     try:
         while True:
             event.clear()
-            result = result_from_row(task_id, _read(alias, task_id), adapter)
+            result = _answer(task_id, _read(alias, task_id))
             if result is not None:
                 return result
             remaining = poll_interval_s()
@@ -163,7 +237,7 @@ def wait_sync(
 
 
 async def wait_async(
-    alias: str, task_id: str, adapter: TypeAdapter[Any] | None, timeout_ms: int | None
+    alias: str, task_id: str, timeout_ms: int | None
 ) -> TaskResult[Any, TaskError]:
     """Like `wait_sync`, without blocking the event loop."""
     from asgiref.sync import sync_to_async
@@ -180,7 +254,7 @@ async def wait_async(
     try:
         while True:
             event.clear()
-            result = result_from_row(task_id, await read(alias, task_id), adapter)
+            result = _answer(task_id, await read(alias, task_id))
             if result is not None:
                 return result
             remaining = poll_interval_s()
