@@ -75,17 +75,17 @@ def test_exhausted_policy_fails_with_the_last_code(
 def test_retry_is_picked_up_by_a_timed_wakeup_not_the_poll(
     start_worker: StartWorker, tmp_path: Path
 ) -> None:
-    overrides = {"POLL_INTERVAL_MS": 60_000}
+    overrides = {"POLL_INTERVAL_MS": 600_000}  # no poll within the test
     start_worker(env={"HORSIES_TEST_OVERRIDES": json.dumps(overrides)})
     handle = tasks.flaky.send(counter=str(tmp_path / "c"), failures=1).ok_value
-    assert handle.get(timeout_ms=15_000).ok_value == 2
+    assert handle.get(timeout_ms=120_000).ok_value == 2
     first, second = sql_rows(
         "SELECT started_at, finished_at FROM horsies_task_attempt WHERE task_id = %s"
         " ORDER BY attempt",
         handle.task_id,
     )
     gap = (second[0] - first[1]).total_seconds()
-    assert 0.9 <= gap < 10, gap
+    assert 0.9 <= gap < 300, gap  # the backoff (1 s) passed; far less than the poll interval
 
 
 def test_builtin_codes_retry_only_when_listed(start_worker: StartWorker, tmp_path: Path) -> None:
@@ -100,11 +100,13 @@ def test_builtin_codes_retry_only_when_listed(start_worker: StartWorker, tmp_pat
 
 def test_retry_after_good_until_is_not_scheduled(start_worker: StartWorker, tmp_path: Path) -> None:
     start_worker()
-    deadline = timezone.now() + timedelta(seconds=10)
+    # Below the 30 s backoff, so the retry would come after good_until however soon or late
+    # the first attempt ends; far enough for the first attempt to start on a slow machine.
+    deadline = timezone.now() + timedelta(seconds=25)
     sent = tasks.flaky_slow_retry.with_options(TaskSendOptions(good_until=deadline)).send(
         counter=str(tmp_path / "c")
     )
-    result = sent.ok_value.get(timeout_ms=15_000)
+    result = sent.ok_value.get(timeout_ms=60_000)
     assert result.err_value.error_code == "TIMEOUT"
     assert [r[2] for r in attempts(sent.ok_value.task_id)] == [False]
 

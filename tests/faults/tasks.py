@@ -26,6 +26,16 @@ def sleep_retry(*, seconds: float, marker: str = "") -> TaskResult[int, TaskErro
     return TaskResult(ok=os.getpid())
 
 
+@app.task("faults.hold_retry", retry_policy=CRASH_RETRY)
+def hold_retry(*, release: str, marker: str = "") -> TaskResult[int, TaskError]:
+    """Hold this child until the file `release` exists, then return the pid that ran it; a
+    crashed run is retried (and does not wait once `release` exists)."""
+    _mark(marker)
+    while not os.path.exists(release):
+        time.sleep(0.02)  # polling interval of the wait for the test's release file
+    return TaskResult(ok=os.getpid())
+
+
 @app.task("faults.work", retry_policy=CRASH_RETRY)
 def work(*, i: int, seconds: float = 0.0, path: str = "") -> TaskResult[int, TaskError]:
     """A short unit of work: optionally append `i` to `path` (to count executions)."""

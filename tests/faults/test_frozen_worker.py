@@ -17,7 +17,7 @@ from tests.faults.helpers import (
     wait_marker,
 )
 from tests.faults.invariants import assert_invariants
-from tests.faults.tasks import gate, sleep_retry
+from tests.faults.tasks import gate, hold_retry
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -32,14 +32,15 @@ def test_late_outcome_of_a_frozen_worker_is_fenced_off(
     wait_marker(busy_marker)
     frozen = fault_worker("--processes", "1")
     marker = tmp_path / "target"
-    target = sleep_retry.send(seconds=1.0, marker=str(marker)).ok_value
+    # Held until the parent is frozen: its child then finishes it, but cannot report it.
+    target = hold_retry.send(release=str(release), marker=str(marker)).ok_value
     (frozen_child,) = wait_marker(marker)
     assert frozen.live_children() == [frozen_child]
     wait_until(lambda: task_status(target.task_id) == "RUNNING", what="target RUNNING")
     frozen_id, rescuer_id = frozen.worker_id(), rescuer.worker_id()
 
     os.kill(frozen.pid, signal.SIGSTOP)  # the parent only: its child finishes the task
-    release.touch()
+    release.touch()  # frees the rescuer's child and lets the frozen worker's child finish
     result = target.get(timeout_ms=60_000)
 
     assert result.is_ok()
@@ -73,20 +74,21 @@ def test_tasks_of_a_frozen_maintenance_leader_are_recovered(
 ) -> None:
     leader = fault_worker("--processes", "1")
     wait_until(lambda: leads_maintenance(leader), what="the first worker to lead maintenance")
-    marker = tmp_path / "target"
-    # Long enough to still be running in the leader's child once the second worker is up.
-    target = sleep_retry.send(seconds=6.0, marker=str(marker)).ok_value
+    marker, release = tmp_path / "target", tmp_path / "release"
+    # Held in the leader's child until the leader is frozen, however long the second worker
+    # takes to start.
+    target = hold_retry.send(release=str(release), marker=str(marker)).ok_value
     wait_marker(marker, count=1)  # user code started in the leader's child
     assert task_status(target.task_id) == "RUNNING"
     other = fault_worker("--processes", "1")
     leader_id = leader.worker_id()
 
     os.kill(leader.pid, signal.SIGSTOP)
+    release.touch()  # the leader's child finishes, but its outcome is never recorded
 
     # lease (2 s) + stale threshold (2 s) + a few rescuer intervals (0.3 s) and claim polls
     wait_until(
         lambda: sql_value("SELECT state FROM horsies_worker WHERE id = %s", leader_id) == "DEAD",
-        timeout_s=6,
         what="the frozen leader to be marked DEAD",
     )
     assert target.get(timeout_ms=30_000).ok_value in other.live_children()
