@@ -184,6 +184,11 @@ class Worker(models.Model):
     started_at = models.DateTimeField()
     heartbeat_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.TextField(
+        null=True,
+        blank=True,
+        help_text="Why the worker stopped: a signal, or the error it stopped on.",
+    )
 
     objects: ClassVar[WorkerQuerySet] = WorkerQuerySet.as_manager()  # type: ignore[assignment]
 

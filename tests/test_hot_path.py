@@ -27,8 +27,10 @@ def test_uncapped_worker_claims_and_records_in_batches_on_fixed_connections(
     updates = logged_updates()
     claims = [u for u in updates if u.claimed]
     finishes = [u for u in updates if u.finished]
-    # Every task was claimed once and finished once.
-    assert sum(u.claimed for u in claims) == total
+    # Every task was claimed once and finished once (a held task handed back, because a task
+    # ran long on a loaded machine, is claimed again: it never started).
+    released = sum(u.released for u in updates)
+    assert sum(u.claimed for u in claims) == total + released
     assert sum(u.finished for u in finishes) == total
     # Batched claims: one statement claims for every free slot (and the tasks held ready).
     # More than two per child at once: while tasks are short, a worker holds about 20 ms of

@@ -1,6 +1,6 @@
 """A test-only statement trigger that logs every UPDATE of horsies_task, so tests see the hot
 path's shape as the database saw it: per statement, its backend and transaction, how many rows
-it took from PENDING to RUNNING (a claim), how many it finished, and whether its backend held
+it took from PENDING to RUNNING (a claim), how many it finished or handed back, and whether its backend held
 the cap lock (the advisory lock claimers serialise on when a cap applies) at that moment.
 """
 
@@ -17,7 +17,7 @@ from tests.conftest import database_url, sql_value, wait_until
 
 INSTALL = """
 CREATE TABLE test_update_log (
-    pid int, xid bigint, claimed int, finished int, cap_locks int
+    pid int, xid bigint, claimed int, finished int, released int, cap_locks int
 );
 CREATE FUNCTION test_log_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -25,6 +25,7 @@ BEGIN
     SELECT pg_backend_pid(), txid_current(),
            count(*) FILTER (WHERE o.status = 'PENDING' AND n.status = 'RUNNING'),
            count(*) FILTER (WHERE o.status = 'RUNNING' AND n.status = 'COMPLETED'),
+           count(*) FILTER (WHERE o.status = 'RUNNING' AND n.status = 'PENDING'),
            (SELECT count(*) FROM pg_locks
              WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
                AND objsubid = 1 AND classid::bigint * 4294967296 + objid::bigint = %(key)s)
@@ -48,6 +49,7 @@ class Update:
     xid: int
     claimed: int
     finished: int
+    released: int  # held tasks handed back (RUNNING -> PENDING) before they started
     cap_locks: int
 
 
@@ -74,7 +76,7 @@ def forget_updates() -> None:
 def logged_updates() -> list[Update]:
     with psycopg.connect(database_url(), autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pid, xid, claimed, finished, cap_locks FROM test_update_log"
+            "SELECT pid, xid, claimed, finished, released, cap_locks FROM test_update_log"
         ).fetchall()
     return [Update(*row) for row in rows]
 

@@ -40,6 +40,7 @@ class WorkerAdmin(common.ReadOnlyAdmin, _WorkerAdmin):
         "heartbeat_at",
         "liveness_badge",
         "running_now",
+        "stopped_because",
     )
     list_filter = (filters.WorkerLivenessFilter, "state", "hostname")
     search_fields = ("name", "hostname")
@@ -56,6 +57,7 @@ class WorkerAdmin(common.ReadOnlyAdmin, _WorkerAdmin):
         "started_at",
         "heartbeat_at",
         "stopped_at",
+        "stop_reason",
         "running_now",
     )
     readonly_fields = fields
@@ -82,6 +84,10 @@ class WorkerAdmin(common.ReadOnlyAdmin, _WorkerAdmin):
     @admin.display(description="queues")
     def queue_list(self, obj: Worker) -> str:
         return ", ".join(str(q) for q in obj.queues or []) or "-"
+
+    @admin.display(description="stopped because")
+    def stopped_because(self, obj: Worker) -> str:
+        return (obj.stop_reason or "").partition("\n")[0] or "-"
 
     @admin.display(description="liveness")
     def liveness_badge(self, obj: Worker) -> SafeString:

@@ -39,7 +39,7 @@ ORDER BY queue_name
 # Workers that are (or claim to be) running, and those that stopped or died recently.
 WORKERS: Final = """
 SELECT w.id, w.name, w.hostname, w.pid, w.processes, w.queues::text, w.state, w.started_at,
-    w.heartbeat_at, w.stopped_at,
+    w.heartbeat_at, w.stopped_at, w.stop_reason,
     EXTRACT(EPOCH FROM now() - w.heartbeat_at)::float8 AS silent_s,
     (SELECT count(*) FROM horsies_task t
      WHERE t.claimed_by = w.id AND t.status IN ('CLAIMED', 'RUNNING')) AS holding
@@ -129,6 +129,7 @@ class WorkerRow:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None
+    stop_reason: str | None
     silent_s: float
     holding: int
 

@@ -256,7 +256,8 @@ WHERE claimed_by = %s AND status IN ('CLAIMED', 'RUNNING')
 IDLE_SESSION_TIMEOUT: Final = "SELECT set_config('idle_session_timeout', %s, false)"
 
 STOP_WORKER: Final = """
-UPDATE horsies_worker SET state = 'STOPPED', stopped_at = now(), heartbeat_at = now()
+UPDATE horsies_worker SET state = 'STOPPED', stopped_at = now(), heartbeat_at = now(),
+    stop_reason = %s
 WHERE id = %s
 """
 

@@ -408,8 +408,10 @@ def commit_asynchronously(conn: psycopg.Connection[Row]) -> None:
     conn.execute(sql.ASYNC_SESSION)
 
 
-def stop_worker(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> None:
-    conn.execute(sql.STOP_WORKER, (worker_id,))
+def stop_worker(
+    conn: psycopg.Connection[Row], worker_id: uuid.UUID, reason: str | None = None
+) -> None:
+    conn.execute(sql.STOP_WORKER, (reason, worker_id))
 
 
 # --------------------------------------------------------------------------- operator actions

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+import traceback
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Final
 
 from horsies_django.execution import Outcome
 
@@ -22,22 +24,30 @@ type Job = tuple[int, str, str]
 # The shared start stamp: [number of the job that started, its start time in epoch seconds].
 STAMP_JOB, STAMP_TIME = 0, 1
 
-# Messages child -> parent: ("ready", pid) once, then one Outcome per job.
+# Messages child -> parent: ("ready", pid) once, then one Outcome per job; or, instead of
+# "ready", ("failed", traceback) when Django cannot be set up, and the child exits.
+READY: Final = "ready"
+FAILED: Final = "failed"
+PRELOAD: Final = "horsies_django.worker.preload"
 
 
 def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> None:
     """Entry point of a pool child (Django is normally set up already, by the fork server)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The parent decides when we stop: process managers signal the whole process group
+    # (Ctrl-C, dumb-init, tini -g, supervisord stopasgroup, systemd's control-group kill), and
+    # the running task must finish as if only the parent had been told. It kills with SIGKILL.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if settings_module:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
-    import django
-
-    django.setup()
+    error = _set_up_django()
+    if error is not None:
+        conn.send((FAILED, error))
+        return
     from horsies_django.execution import run_task
     from horsies_django.registry import app
 
-    conn.send(("ready", os.getpid()))
+    conn.send((READY, os.getpid()))
     while True:
         try:
             job: Job | None = conn.recv()
@@ -51,6 +61,21 @@ def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> Non
         outcome: Outcome = run_task(app.get(task_name), task_name, kwargs_json)
         _close_django_connections()
         conn.send(outcome)
+
+
+def _set_up_django() -> str | None:
+    """Set Django up (normally done once by the fork server); the traceback if it failed."""
+    preload = sys.modules.get(PRELOAD)
+    preload_error: str | None = getattr(preload, "SETUP_ERROR", None)
+    if preload_error is not None:
+        return preload_error
+    try:
+        import django
+
+        django.setup()
+    except Exception:
+        return traceback.format_exc()
+    return None
 
 
 def _close_django_connections() -> None:

@@ -21,15 +21,15 @@ from typing import Any
 import psutil
 
 from horsies_django.db.store import Claimed
-from horsies_django.worker.child import STAMP_JOB, STAMP_TIME, child_main
+from horsies_django.worker import inheritance
+from horsies_django.worker.child import PRELOAD, STAMP_JOB, STAMP_TIME, child_main
 
 logger = logging.getLogger("horsies_django.worker")
 
 # Children are forked by a fork server that set Django up once (see `preload`): a child is
 # ready in milliseconds instead of importing the project again, and shares nothing with the
-# parent (no connection, no thread, no state).
+# parent (no connection, no thread, no state). It imports with the parent's import path.
 _ctx = multiprocessing.get_context("forkserver")
-PRELOAD = "horsies_django.worker.preload"
 
 
 @dataclass(slots=True)
@@ -106,7 +106,8 @@ class Pool:
             name=f"horsies-child-{index}",
             daemon=True,
         )
-        process.start()
+        with inheritance.handed_over():  # in case this start launches the fork server
+            process.start()
         child_conn.close()
         death = Sentinel(process.sentinel)
         return Slot(index=index, process=process, conn=parent_conn, stamp=stamp, death=death)

@@ -1,10 +1,12 @@
 """The worker parent: one event loop that claims, starts, dispatches and supervises.
 
 Only this process writes task rows. It waits on everything at once (the LISTEN socket, every
-child's pipe and process sentinel, a signal pipe). Claims run a little ahead of the children
-(a small buffer of CLAIMED tasks, none when a concurrency cap applies), so a child that
-finishes gets its next task after one quick start statement; outcomes are recorded by the
-completer thread on its own connection, so a durable commit never holds up dispatching.
+child's pipe and process sentinel, a signal pipe). Claims start tasks, and run a little ahead
+of the children while tasks are short (a small buffer, none when a concurrency cap applies),
+so a child that finishes gets its next task at once. Only children that will be free soon
+count: a task running past the short-task threshold is long at once, and held tasks that
+would wait behind it (or that were held longer than `HOLD_MAX_S`) are handed back for other
+workers. Outcomes are recorded by the completer on its own connection, without blocking.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import signal
 import socket
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -36,8 +37,10 @@ from horsies_django.execution import now as now_utc
 from horsies_django.maintenance import expirer, rescuer
 from horsies_django.maintenance.leader import Leadership
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
+from horsies_django.worker.child import FAILED, READY
 from horsies_django.worker.claims import ClaimPlanner
 from horsies_django.worker.completer import Completer, decide, expired
+from horsies_django.worker.held import HeldTasks
 from horsies_django.worker.pool import Pool, Slot
 from horsies_django.worker.readiness import Readiness
 
@@ -54,6 +57,13 @@ PREFETCH_MAX_TASK_S = 0.05
 # Larger claims also walk the claim index's not-yet-vacuumed head less often.
 CLAIM_COVER_S = 0.02
 PREFETCH_MAX_PER_PROCESS = 16
+# A task held (claimed, not yet handed to a child) this long goes back to PENDING, fenced, so
+# another worker can run it: claim-ahead never makes work wait on this worker.
+HOLD_MAX_S = 0.5
+# Children that die before they are ready this many times in a row stop the worker: they would
+# be replaced for ever without running anything.
+MAX_UNREADY_DEATHS = 3
+EXIT_CHILDREN_FAILED = 3
 DURATION_SMOOTHING = 0.2
 SETTLE_TIMEOUT_S = 30.0
 EXIT_CODE_WAIT_S = 1.0
@@ -81,7 +91,7 @@ class Supervisor:
         self.hostname = socket.gethostname()
         self.name = options.worker_name or f"{self.hostname}:{os.getpid()}"
         self.planner = ClaimPlanner(self.settings, options.queues)
-        self.buffer: deque[store.Claimed] = deque()
+        self.buffer = HeldTasks()
         self.avg_task_s: float | None = None
         params = store.connection_params(self.alias)
         self.completer = Completer(lambda: store.connect_worker(params))
@@ -94,9 +104,13 @@ class Supervisor:
         self.pool: Pool | None = None
         self.readiness = Readiness()
         self.stopping = False
+        self.exit_code = 0
+        self.stop_reason: str | None = None
+        self.unready_deaths = 0  # children in a row that died before they were ready
         self.forced = False
         self.stop_deadline: float | None = None
         self.signals_seen = 0
+        self.last_signal: int | None = None
         self.claim_wanted = True
         self.next_poll = 0.0
         self.next_due: float | None = None
@@ -132,7 +146,7 @@ class Supervisor:
                 self._tick()
         finally:
             self._shutdown()
-        return 0
+        return self.exit_code
 
     def _connect_main(self) -> psycopg.Connection[store.Row]:
         """The claim/heartbeat connection (commits asynchronously: see `sql.ASYNC_SESSION`).
@@ -142,7 +156,8 @@ class Supervisor:
         waiting for their reply (see `Outbox`); anything else first settles such a claim."""
         conn = store.connect_worker(self.connection_params)
         store.set_idle_session_timeout(conn, self.settings.WORKER_STALE_AFTER_MS)
-        store.commit_asynchronously(conn)
+        if self.settings.ASYNC_CLAIM_COMMIT:  # opt-in: a server crash can undo started claims
+            store.commit_asynchronously(conn)
         self.claims = Outbox(conn, store.CLAIM_STATEMENTS)
         self.claim_in_flight = 0
         return conn
@@ -175,7 +190,7 @@ class Supervisor:
             if self.db is None:
                 self._reconnect()
             if self.db is not None:
-                store.stop_worker(self.db, self.worker_id)
+                store.stop_worker(self.db, self.worker_id, self.stop_reason)
         except DB_ERRORS as exc:
             logger.error("could not mark worker %s stopped: %s", self.worker_id, exc)
         for conn in (self.db, self.listener):
@@ -187,7 +202,7 @@ class Supervisor:
     def _release_buffer(self) -> None:
         """Claims that never started go back to PENDING for other workers."""
         while self.buffer:
-            task = self.buffer.popleft()
+            task = self.buffer.next()
             self.completer.release(task.task_id, task.claim_gen)
 
     # ------------------------------------------------------------------ signals
@@ -198,6 +213,7 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signals_seen += 1
+        self.last_signal = signum
         with contextlib.suppress(OSError):
             os.write(self._signal_w, b"\0")
 
@@ -205,14 +221,29 @@ class Supervisor:
         with contextlib.suppress(BlockingIOError):
             os.read(self._signal_r, 64)
         if self.signals_seen >= 1 and not self.stopping:
-            self.stopping = True
-            self.stop_deadline = time.monotonic() + self.options.shutdown_timeout_s
-            self._settle_claim()
-            self._release_buffer()
-            busy = len(self._pool.busy_slots())
-            logger.info("stopping: no new claims; waiting for %d running task(s)", busy)
+            name = signal.Signals(self.last_signal).name if self.last_signal else "a signal"
+            self._begin_stop(f"{name} received")
         if self.signals_seen >= 2 and not self.forced:
             self._force_stop("second signal")
+
+    def _begin_stop(self, reason: str) -> None:
+        """Claim nothing more, hand back held tasks, let running tasks finish."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_reason = self.stop_reason or reason
+        self.stop_deadline = time.monotonic() + self.options.shutdown_timeout_s
+        self._settle_claim()
+        self._release_buffer()
+        busy = len(self._pool.busy_slots())
+        logger.info("stopping (%s): no new claims; waiting for %d running task(s)", reason, busy)
+
+    def _fail(self, reason: str) -> None:
+        """Stop with a non-zero exit code; `reason` is logged and kept on the worker row."""
+        logger.error("worker %s cannot go on: %s", self.name, reason)
+        self.exit_code = EXIT_CHILDREN_FAILED
+        self.stop_reason = reason
+        self._begin_stop(reason)
 
     def _force_stop(self, why: str) -> None:
         self.forced = True
@@ -234,6 +265,7 @@ class Supervisor:
         if self.stopping and not self.forced and self.stop_deadline and now >= self.stop_deadline:
             self._force_stop("shutdown timeout")
         self._check_timeouts(now)
+        self._hand_back_held(now)
         if self.db is None and now >= self.next_reconnect:
             self._reconnect()
         if self.listener is None and self.db is not None and now >= self.next_reconnect:
@@ -252,13 +284,36 @@ class Supervisor:
 
     @property
     def _ahead(self) -> int:
-        """How many claims to hold beyond the idle children (only while tasks are short)."""
+        """How many claims to hold beyond the idle children: only while tasks are short, and
+        only for children that will be free soon (not those running a task past the threshold)."""
         avg = self.avg_task_s
         if self.planner.capped or avg is None or avg >= PREFETCH_MAX_TASK_S:
             return 0
+        soon_free = self.options.processes - len(self._long_running(time.monotonic()))
         wanted = math.ceil(CLAIM_COVER_S / max(avg, 1e-6))
         per_child = min(PREFETCH_MAX_PER_PROCESS, max(1, wanted))
-        return per_child * self.options.processes
+        return per_child * max(0, soon_free)
+
+    def _long_running(self, now: float) -> list[Slot]:
+        """Children whose current task has run past the short-task threshold."""
+        return [
+            slot
+            for slot in self._pool.busy_slots()
+            if slot.job is not None and now - slot.job.dispatched_at >= PREFETCH_MAX_TASK_S
+        ]
+
+    def _hand_back_held(self, now: float) -> None:
+        """Held tasks that would wait on this worker go back to PENDING for another worker:
+        those beyond the room left once long tasks count, and any held past `HOLD_MAX_S`."""
+        if not self.buffer:
+            return
+        while self.buffer and self.buffer.oldest_age(now) >= HOLD_MAX_S:
+            task = self.buffer.next()
+            self.completer.release(task.task_id, task.claim_gen)
+        keep = len(self._pool.idle_slots()) + self._ahead
+        while len(self.buffer) > keep:
+            task = self.buffer.last()
+            self.completer.release(task.task_id, task.claim_gen)
 
     def _room(self) -> int:
         """How many more tasks this worker may claim now."""
@@ -297,6 +352,13 @@ class Supervisor:
                 wakes.append(self.next_due)
         if self.buffer and self._pool.idle_slots() and self.db is not None:
             wakes.append(now)
+        if self.buffer:
+            wakes.append(now + HOLD_MAX_S - self.buffer.oldest_age(now))
+            wakes.extend(  # when a running task turns long, what is held for its child goes
+                job.dispatched_at + PREFETCH_MAX_TASK_S
+                for job in (slot.job for slot in self._pool.busy_slots())
+                if job is not None and now - job.dispatched_at < PREFETCH_MAX_TASK_S
+            )
         if self.db is None or self.listener is None:
             wakes.append(self.next_reconnect)
         if self.stop_deadline is not None and not self.forced:
@@ -373,8 +435,12 @@ class Supervisor:
             if slot.job is not None:
                 self._record(slot.job.claimed, message, slot.pid)
                 self._job_over(slot)
-        elif message[0] == "ready":
+        elif message[0] == READY:
             slot.ready = True
+            self.unready_deaths = 0
+        elif message[0] == FAILED:
+            slot.retiring = True  # it exits now; not replaced while the worker stops
+            self._fail(f"the pool's children cannot set up Django:\n{message[1]}")
 
     def _record(self, claimed: store.Claimed, outcome: Outcome, pid: int | None) -> None:
         finish = decide(claimed, outcome, pid, self.worker_id)
@@ -401,6 +467,10 @@ class Supervisor:
         return bool(mem_limit) and slot.rss_bytes() > mem_limit * 1024 * 1024
 
     def _child_died(self, slot: Slot) -> None:
+        if not slot.ready and not slot.conn.closed:  # its last words: ("failed", traceback)
+            with contextlib.suppress(EOFError, OSError):
+                while slot.conn.poll(0):
+                    self._handle_message(slot, slot.conn.recv())
         if slot.job is not None:
             slot.process.join(timeout=EXIT_CODE_WAIT_S)  # its pipe can close before it is reaped
             code = slot.process.exitcode
@@ -416,12 +486,35 @@ class Supervisor:
                 AttemptOutcome.CRASHED,
                 f"the child process died (exit code {code}) while running the task",
             )
+        elif not slot.ready and not slot.retiring:
+            self._died_unready(slot)
         elif not slot.retiring and not self.stopping:
-            logger.warning("child %s exited unexpectedly; replacing it", slot.pid)
+            logger.warning(
+                "child %s exited unexpectedly (exit code %s); replacing it",
+                slot.pid,
+                slot.process.exitcode,
+            )
         if self.stopping:
             self._pool.kill(slot)
             return
         self._pool.replace(slot)
+
+    def _died_unready(self, slot: Slot) -> None:
+        """A child that dies before it is ready is replaced, but not for ever."""
+        slot.process.join(timeout=EXIT_CODE_WAIT_S)
+        self.unready_deaths += 1
+        code = slot.process.exitcode
+        logger.error(
+            "child %s died before it was ready (exit code %s; its error is above); %d in a row",
+            slot.pid,
+            code,
+            self.unready_deaths,
+        )
+        if self.unready_deaths >= MAX_UNREADY_DEATHS and not self.stopping:
+            self._fail(
+                f"{self.unready_deaths} children in a row died before they were ready "
+                f"(last exit code {code}); their error is in the worker's log"
+            )
 
     def _abandon(self, slot: Slot, code: str, outcome: str, message: str) -> None:
         """Record the job of a child that is gone: crashed/timed out if it started, else requeue."""
@@ -503,7 +596,7 @@ class Supervisor:
         self._claimed([store.claimed_from_row(r) for r in rows], room)
 
     def _claimed(self, claimed: list[store.Claimed], room: int) -> None:
-        self.buffer.extend(claimed)
+        self.buffer.add(claimed, time.monotonic())
         self.claim_wanted = len(claimed) >= room  # a full claim suggests a backlog
         if self.claim_polled and not self.claim_wanted:  # notifications carry due times;
             self._refresh_next_due()  # polls cover the ones that were lost
@@ -533,7 +626,7 @@ class Supervisor:
 
     def _next_runnable(self) -> store.Claimed | None:
         while self.buffer:
-            task = self.buffer.popleft()
+            task = self.buffer.next()
             if task.good_until is None or task.good_until > now_utc():
                 return task
             self.completer.submit(expired(task, self.worker_id))
@@ -629,7 +722,7 @@ class Supervisor:
                 continue
             self.completer.release(task_id, gen)
         # A buffered claim the database no longer shows (a crash undid it) is not ours to run.
-        self.buffer = deque(c for c in self.buffer if held.get(c.task_id) == c.claim_gen)
+        self.buffer.keep(lambda c: held.get(c.task_id) == c.claim_gen)
 
     def _open_listener(self) -> None:
         try:

@@ -45,6 +45,7 @@ class WorkerStatus:
     last_heartbeat_at: str
     heartbeat_age_s: float
     stopped_at: str | None
+    stop_reason: str | None
 
 
 def liveness(row: q.WorkerRow, stale_after_s: float) -> str:
@@ -97,6 +98,7 @@ def _worker(row: q.WorkerRow, stale_s: float) -> WorkerStatus:
         last_heartbeat_at=row.heartbeat_at.isoformat(),
         heartbeat_age_s=round(max(row.silent_s, 0.0), 3),
         stopped_at=None if row.stopped_at is None else row.stopped_at.isoformat(),
+        stop_reason=row.stop_reason,
     )
 
 
@@ -131,6 +133,7 @@ def render(data: dict[str, Any]) -> Group:
     workers = Table(title=f"workers: {by_state}", title_justify="left")
     for column in ("name", "state", "running", "processes", "queues", "last heartbeat"):
         workers.add_column(column)
+    workers.add_column("stopped because", overflow="fold")
     for w in data["workers"]:
         workers.add_row(
             w["name"],
@@ -139,8 +142,14 @@ def render(data: dict[str, Any]) -> Group:
             str(w["processes"]),
             ",".join(w["queues"]),
             f"{age(w['heartbeat_age_s'])} ago",
+            _first_line(w["stop_reason"]),
         )
     return Group(queues, workers)
+
+
+def _first_line(text: str | None) -> str:
+    """A stop reason's first line (a traceback follows it in the admin and the JSON)."""
+    return "" if not text else text.splitlines()[0]
 
 
 def _hms(iso: str) -> str:
