@@ -1,7 +1,7 @@
 """A test-only statement trigger that logs every UPDATE of horsies_task, so tests see the hot
 path's shape as the database saw it: per statement, its backend and transaction, how many rows
-it took from PENDING to RUNNING (a claim), how many it finished or handed back, and whether its backend held
-the cap lock (the advisory lock claimers serialise on when a cap applies) at that moment.
+it took from PENDING to RUNNING (a claim), how many it finished or handed back, and whether
+its backend held the cap lock (the advisory lock claimers serialise on when a cap applies).
 """
 
 from __future__ import annotations
