@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import sql_value, wait_until
@@ -65,4 +67,46 @@ def test_second_sigterm_kills_children_and_records_crash(
     ]
     assert sql_value("SELECT state FROM horsies_worker WHERE id = %s", worker_id) == "STOPPED"
     assert status_counts() == {"FAILED": 1}
+    assert_invariants()
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes of process group `pgid` (zombies waiting to be reaped do not count)."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_to_the_whole_process_group_lets_running_tasks_finish(
+    fault_worker: StartFaultWorker, tmp_path: Path, signum: int
+) -> None:
+    """dumb-init, `tini -g`, supervisord's stopasgroup, systemd's control-group kill and Ctrl-C
+    signal every process of the group: it must behave like a signal to the parent alone."""
+    worker = fault_worker()
+    marker, release = tmp_path / "started", tmp_path / "release"
+    running = [gate.send(release=str(release), marker=str(marker)).ok_value for _ in range(2)]
+    children = wait_marker(marker, count=2)
+    worker_id = worker.worker_id()
+
+    os.killpg(worker.pid, signum)
+    wait_until(lambda: "no new claims" in worker.log(), what="the signal to be handled")
+    release.touch()
+
+    assert worker.proc.wait(timeout=60) == 0, worker.log()
+    for handle in running:
+        assert task_status(handle.task_id) == "COMPLETED"
+        ((attempt, outcome, _, code, _, pid),) = attempts(handle.task_id)
+        assert (attempt, outcome, code) == (1, "COMPLETED", None)
+        assert pid in children
+    row = sql_value(
+        "SELECT json_build_array(state, stop_reason) FROM horsies_worker WHERE id = %s", worker_id
+    )
+    assert row == ["STOPPED", f"{signal.Signals(signum).name} received"]
+    wait_until(lambda: not _group_members(worker.pid), what="every process of the group to exit")
     assert_invariants()
