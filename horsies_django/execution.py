@@ -1,7 +1,8 @@
 """Running one task in the current process and describing how it ended.
 
 This is what a worker child does with each job, and what the testing helpers reuse to run
-tasks in-process. It never touches the database: the outcome is a plain value.
+tasks in-process; a direct call (`my_task(x=1)`) maps exceptions and checks the returned value
+with the same functions. It never touches the database: the outcome is a plain value.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
 from horsies_django.definitions import TaskDefinition
 from horsies_django.types import (
     AttemptOutcome,
+    BuiltInCode,
     ContractCode,
     OperationalErrorCode,
+    TaskError,
     TaskResult,
+    builtin_code,
 )
 
 # Exception messages and tracebacks are cut to this many characters (head and tail kept).
@@ -163,22 +167,9 @@ def _rehydrate_kwargs(definition: TaskDefinition, kwargs_json: str) -> dict[str,
 
 
 def _from_return(definition: TaskDefinition, returned: Any, started: datetime) -> Outcome:
-    if not isinstance(returned, TaskResult):
-        return failure(
-            ContractCode.RETURN_TYPE_MISMATCH,
-            f"{definition.name} returned {type(returned).__name__}, not a TaskResult: "
-            "return TaskResult(ok=...) or TaskResult(err=TaskError(...))",
-            started_at=started,
-        )
-    if returned.is_ok() and definition.return_adapter is not None:
-        try:
-            definition.return_adapter.validate_python(returned.ok_value)
-        except ValidationError as exc:
-            return failure(
-                ContractCode.PYDANTIC_HYDRATION_ERROR,
-                f"{definition.name} returned a value that does not match its declared type: {exc}",
-                started_at=started,
-            )
+    broken = contract_error(definition, returned)
+    if broken is not None:
+        return failure(broken.code, broken.message, started_at=started)
     limit = horsies_settings().MAX_RESULT_BYTES
     try:
         result_json = codec.encode_result(returned, limit)
@@ -211,16 +202,81 @@ def _from_return(definition: TaskDefinition, returned: Any, started: datetime) -
 
 
 def _from_exception(definition: TaskDefinition, exc: BaseException, started: datetime) -> Outcome:
-    code = resolve_error_code(definition, exc)
-    message = f"Unhandled exception in task {definition.name}: {type(exc).__name__}: {exc}"
-    info = {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc)}
+    mapped = exception_error(definition, exc)
     return failure(
-        code,
-        message,
+        mapped.code,
+        mapped.message,
         started_at=started,
         traceback="".join(tb.format_exception(exc)),
-        exception=info,
+        exception=mapped.exception,
     )
+
+
+# --------------------------------------------------------------------- shared with direct calls
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A library-produced error: its code, message and, for an exception, its type and text."""
+
+    code: str
+    message: str
+    exception: dict[str, Any] | None = None
+
+    def as_result(self) -> TaskResult[Any, TaskError]:
+        code: BuiltInCode | str = builtin_code(self.code) or self.code
+        return TaskResult(
+            err=TaskError(error_code=code, message=self.message, exception=self.exception)
+        )
+
+
+def contract_error(definition: TaskDefinition, returned: Any) -> Problem | None:
+    """Why a task's return value breaks its contract (not a TaskResult, ok value not `T`)."""
+    if not isinstance(returned, TaskResult):
+        return Problem(
+            ContractCode.RETURN_TYPE_MISMATCH,
+            f"{definition.name} returned {type(returned).__name__}, not a TaskResult: "
+            "return TaskResult(ok=...) or TaskResult(err=TaskError(...))",
+        )
+    if returned.is_ok() and definition.return_adapter is not None:
+        try:
+            definition.return_adapter.validate_python(returned.ok_value)
+        except ValidationError as exc:
+            return Problem(
+                ContractCode.RETURN_TYPE_MISMATCH,
+                f"{definition.name} returned a value that does not match its declared type: {exc}",
+            )
+    return None
+
+
+def exception_error(definition: TaskDefinition, exc: BaseException) -> Problem:
+    """The error an exception escaping the task becomes (code from `resolve_error_code`)."""
+    return Problem(
+        resolve_error_code(definition, exc),
+        f"Unhandled exception in task {definition.name}: {type(exc).__name__}: {exc}",
+        {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc)},
+    )
+
+
+def call_directly(
+    definition: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TaskResult[Any, TaskError]:
+    """A direct call (`my_task(x=1)`): the function here and now, judged as a worker judges it.
+
+    Exceptions are mapped in the worker's order and the return value checked against the
+    contract; only KeyboardInterrupt and SystemExit propagate, as in a worker child.
+    """
+    try:
+        returned = definition.fn(*args, **kwargs)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return exception_error(definition, exc).as_result()
+    broken = contract_error(definition, returned)
+    if broken is not None:
+        return broken.as_result()
+    result: TaskResult[Any, TaskError] = returned
+    return result
 
 
 def resolve_error_code(definition: TaskDefinition, exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from horsies_django import sending
 from horsies_django.conf import horsies_settings
 from horsies_django.definitions import TaskDefinition, build_definition
 from horsies_django.exceptions import TaskDefinitionError
+from horsies_django.execution import call_directly
 from horsies_django.handles import TaskHandle
 from horsies_django.retry import RetryPolicy
 from horsies_django.types import TaskError, TaskResult, TaskSendOptions, TaskSendResult
@@ -49,9 +50,9 @@ class TaskFunction[**P, T]:
         return self.definition.queue_name
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T, TaskError]:
-        """Run the function here and now: no queue, no retries, no persistence."""
-        result: TaskResult[T, TaskError] = self.definition.fn(*args, **kwargs)
-        return result
+        """Run the function here and now, judged as a worker run: exceptions mapped to errors,
+        the returned value checked. No queue, no retries, no persistence."""
+        return call_directly(self.definition, args, kwargs)
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """Enqueue for immediate execution."""
