@@ -340,4 +340,5 @@ def enqueue_sha(
         "" if delay_seconds is None else repr(float(delay_seconds)),
         "" if good_until is None else good_until.isoformat(),
     )
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    # surrogatepass: a forged payload with a lone surrogate gets a sha (and is refused later).
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
