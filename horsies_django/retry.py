@@ -26,7 +26,8 @@ class RetryPolicy(BaseModel):
     - `exponential`: `intervals[0] * 2**i` seconds before retry i+1 (capped at one day).
     - `jitter`: multiply each delay by a uniform factor in [0.75, 1.25].
     - `auto_retry_for`: the error codes that retry; nothing else does (built-in codes such as
-      `UNHANDLED_EXCEPTION`, `WORKER_CRASHED` or `TASK_TIMEOUT` only when listed).
+      `UNHANDLED_EXCEPTION`, `WORKER_CRASHED` or `TASK_TIMEOUT` only when listed). An exception
+      class, or a string naming one, is refused with a hint to map it via `exception_mapper`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,15 +46,7 @@ class RetryPolicy(BaseModel):
     def _codes(cls, value: Any) -> tuple[str, ...]:
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise ValueError("auto_retry_for must be a list of error codes, e.g. ['TIMEOUT']")
-        codes = []
-        for code in value:
-            if isinstance(code, type):
-                raise ValueError(
-                    f"auto_retry_for lists the class {code.__name__}: list error codes, and map "
-                    f"exceptions to codes with exception_mapper={{{code.__name__}: 'SOME_CODE'}}"
-                )
-            codes.append(check_user_code(code, where="auto_retry_for"))
-        return tuple(codes)
+        return tuple(check_user_code(code, where="auto_retry_for") for code in value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -6,6 +6,7 @@ library (a user string equal to one is refused), so a code always means what it 
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -144,19 +145,31 @@ class RetrievalCode(StrEnum):
 
 
 class OutcomeCode(StrEnum):
-    """A non-bug outcome: the task did not run to an answer by design."""
+    """A non-bug outcome: the task did not run to an answer by design.
+
+    `TASK_TIMEOUT` is here as in horsies; it is the same code as
+    `OperationalErrorCode.TASK_TIMEOUT` (the two are equal, and equal to "TASK_TIMEOUT"), which
+    is the member a stored "TASK_TIMEOUT" is read back as.
+    """
 
     TASK_CANCELLED = "TASK_CANCELLED"
     TASK_EXPIRED = "TASK_EXPIRED"
+    TASK_TIMEOUT = "TASK_TIMEOUT"
 
 
 type BuiltInCode = OperationalErrorCode | ContractCode | RetrievalCode | OutcomeCode
 
-BUILTIN_CODES: Final[dict[str, BuiltInCode]] = {
-    member.value: member
-    for family in (OperationalErrorCode, ContractCode, RetrievalCode, OutcomeCode)
-    for member in family
-}
+
+def _builtin_codes() -> dict[str, BuiltInCode]:
+    """Each built-in code string -> its member; TASK_TIMEOUT, in two families, -> the first."""
+    codes: dict[str, BuiltInCode] = {}
+    for family in (OperationalErrorCode, ContractCode, RetrievalCode, OutcomeCode):
+        for member in family:
+            codes.setdefault(member.value, member)
+    return codes
+
+
+BUILTIN_CODES: Final[dict[str, BuiltInCode]] = _builtin_codes()
 
 ERROR_CODE_PATTERN: Final = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
 
@@ -166,15 +179,49 @@ def builtin_code(code: str) -> BuiltInCode | None:
     return BUILTIN_CODES.get(str(code))
 
 
+EXCEPTION_NAME_PATTERN: Final = re.compile(
+    r"^(?:[A-Za-z_]\w*\.)*(?P<name>[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning|Timeout))$"
+)
+
+
 def check_user_code(code: object, *, where: str) -> str:
     """Validate an error code a user wrote (mapper value, retry trigger); return it as str."""
     if isinstance(code, OperationalErrorCode | ContractCode | RetrievalCode | OutcomeCode):
         return code.value
+    exception_name = exception_class_name(code)
+    if exception_name is not None:
+        raise ValueError(
+            f"{where}: {code!r} names an exception class, not an error code; codes are "
+            f"UPPER_SNAKE_CASE strings such as {code_for_exception(exception_name)!r}. To turn "
+            f"the exception into a code, map it with the task's exception_mapper="
+            f"{{{exception_name}: {code_for_exception(exception_name)!r}}} (or "
+            "HORSIES['EXCEPTION_MAPPER'])"
+        )
     if not isinstance(code, str) or not ERROR_CODE_PATTERN.match(code):
         raise ValueError(
             f"{where}: error code {code!r} must be an UPPER_SNAKE_CASE string such as 'TIMEOUT'"
         )
     return code
+
+
+def exception_class_name(value: object) -> str | None:
+    """The class name if `value` is an exception class or a string naming one, else None."""
+    if isinstance(value, type) and issubclass(value, BaseException):
+        return value.__name__
+    if isinstance(value, str):
+        match = EXCEPTION_NAME_PATTERN.match(value)
+        if match:
+            return match["name"]
+        if isinstance(getattr(builtins, value, None), type) and issubclass(
+            getattr(builtins, value), BaseException
+        ):
+            return value  # StopIteration, GeneratorExit, ...
+    return None
+
+
+def code_for_exception(class_name: str) -> str:
+    """An UPPER_SNAKE_CASE code suggested for an exception class: TimeoutError -> TIMEOUT_ERROR."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name).upper()
 
 
 # --------------------------------------------------------------------------- TaskError

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from pydantic import ValidationError
 
-from horsies_django import OperationalErrorCode, RetryPolicy
+from horsies_django import OperationalErrorCode, OutcomeCode, RetryPolicy
 from horsies_django.retry import JITTER_FRACTION, MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT
 
 
@@ -78,7 +79,29 @@ def test_auto_retry_for_is_a_non_empty_list_of_codes() -> None:
 def test_exception_classes_are_refused_with_a_hint() -> None:
     with pytest.raises(ValidationError, match="exception_mapper=") as info:
         RetryPolicy.fixed([1], auto_retry_for=[TimeoutError])  # type: ignore[list-item]
-    assert "TimeoutError: 'SOME_CODE'" in str(info.value)
+    assert "exception_mapper={TimeoutError: 'TIMEOUT_ERROR'}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "mapping"),
+    [
+        ("TimeoutError", "{TimeoutError: 'TIMEOUT_ERROR'}"),
+        ("ValueError", "{ValueError: 'VALUE_ERROR'}"),
+        ("builtins.TimeoutError", "{TimeoutError: 'TIMEOUT_ERROR'}"),
+        ("requests.exceptions.ConnectionError", "{ConnectionError: 'CONNECTION_ERROR'}"),
+    ],
+)
+def test_exception_class_names_are_refused_with_a_hint(name: str, mapping: str) -> None:
+    """horsies users write auto_retry_for=["TimeoutError"]: point them to exception_mapper."""
+    builders: list[Callable[[], RetryPolicy]] = [
+        lambda: RetryPolicy.fixed([1], auto_retry_for=[name]),
+        lambda: RetryPolicy.exponential(1, max_retries=1, auto_retry_for=["TIMEOUT", name]),
+        lambda: RetryPolicy(max_retries=1, intervals=(1,), auto_retry_for=(name,)),
+    ]
+    for build in builders:
+        with pytest.raises(ValidationError, match="names an exception class") as info:
+            build()
+        assert f"exception_mapper={mapping}" in str(info.value)
 
 
 def test_builtin_codes_are_accepted_as_members_or_strings() -> None:
@@ -87,6 +110,9 @@ def test_builtin_codes_are_accepted_as_members_or_strings() -> None:
     )
     assert policy.auto_retry_for == ("TASK_TIMEOUT", "WORKER_CRASHED")
     assert policy.retries_on(OperationalErrorCode.TASK_TIMEOUT)
+    assert policy.retries_on(OutcomeCode.TASK_TIMEOUT)  # horsies' spelling of the same code
+    horsies = RetryPolicy.fixed([1], auto_retry_for=[OutcomeCode.TASK_TIMEOUT])
+    assert horsies.auto_retry_for == ("TASK_TIMEOUT",)
     assert policy.retries_on("WORKER_CRASHED")
     assert not policy.retries_on("UNHANDLED_EXCEPTION")
     assert not policy.retries_on(None)

@@ -22,7 +22,12 @@ from horsies_django import (
     is_err,
     is_ok,
 )
-from horsies_django.types import BUILTIN_CODES, check_user_code
+from horsies_django.types import (
+    BUILTIN_CODES,
+    builtin_code,
+    check_user_code,
+    exception_class_name,
+)
 
 
 def test_every_documented_name_is_exported() -> None:
@@ -136,20 +141,66 @@ def test_task_error_user_code_and_stored_round_trip() -> None:
     assert stored["error_code"] == "TASK_TIMEOUT"
     rebuilt = TaskError.from_stored(stored)
     assert rebuilt.error_code is OperationalErrorCode.TASK_TIMEOUT
+    horsies: str = OutcomeCode.TASK_TIMEOUT
+    assert horsies == rebuilt.error_code  # horsies' spelling of the same code
 
 
 def test_code_enums_are_distinct_and_complete() -> None:
     assert {c.value for c in TaskSendErrorCode} == {
-        "SEND_SUPPRESSED", "VALIDATION_FAILED", "ENQUEUE_FAILED", "PAYLOAD_MISMATCH"
+        "SEND_SUPPRESSED", "VALIDATION_FAILED", "ENQUEUE_FAILED", "PAYLOAD_MISMATCH",
+        "PAYLOAD_TOO_LARGE",
     }  # fmt: skip
     assert "UNHANDLED_EXCEPTION" in {c.value for c in OperationalErrorCode}
     assert "TASK_TIMEOUT" in {c.value for c in OperationalErrorCode}
     assert {"WAIT_TIMEOUT", "TASK_NOT_FOUND"} <= {c.value for c in RetrievalCode}
-    assert {c.value for c in OutcomeCode} == {"TASK_CANCELLED", "TASK_EXPIRED"}
+    assert {c.value for c in OutcomeCode} == {"TASK_CANCELLED", "TASK_EXPIRED", "TASK_TIMEOUT"}
     assert "RETURN_TYPE_MISMATCH" in {c.value for c in ContractCode}
     families = [OperationalErrorCode, ContractCode, RetrievalCode, OutcomeCode]
     total = sum(len(list(f)) for f in families)
-    assert len(BUILTIN_CODES) == total  # no value is shared by two families
+    assert len(BUILTIN_CODES) == total - 1  # only TASK_TIMEOUT is spelled in two families
+
+
+def test_task_timeout_has_both_spellings_and_they_are_one_code() -> None:
+    horsies: str = OutcomeCode.TASK_TIMEOUT
+    ours: str = OperationalErrorCode.TASK_TIMEOUT
+    assert horsies == ours == "TASK_TIMEOUT"
+    assert hash(horsies) == hash(ours) == hash("TASK_TIMEOUT")
+    assert {horsies: 1}[ours] == 1
+    assert BUILTIN_CODES["TASK_TIMEOUT"] is OperationalErrorCode.TASK_TIMEOUT
+    assert builtin_code("TASK_TIMEOUT") is OperationalErrorCode.TASK_TIMEOUT
+    assert check_user_code(horsies, where="x") == check_user_code(ours, where="x") == "TASK_TIMEOUT"
+    for member in (horsies, ours):
+        error = TaskError(error_code=member, message="slow")
+        assert error.error_code is member  # the spelling the caller chose is kept
+        assert error.to_stored()["error_code"] == "TASK_TIMEOUT"
+        assert TaskError.from_stored(error.to_stored()).error_code == horsies
+    with pytest.raises(ValidationError, match="built-in error code"):
+        TaskError(error_code="TASK_TIMEOUT")
+    match TaskError.from_stored({"error_code": "TASK_TIMEOUT"}).error_code:
+        case OutcomeCode.TASK_TIMEOUT:  # a horsies user's match statement still matches
+            matched = "horsies"
+        case _:
+            matched = "neither"
+    assert matched == "horsies"
+
+
+@pytest.mark.parametrize(
+    ("written", "suggested"),
+    [
+        ("TimeoutError", "TIMEOUT_ERROR"),
+        ("ValueError", "VALUE_ERROR"),
+        ("builtins.ConnectionResetError", "CONNECTION_RESET_ERROR"),
+        ("requests.exceptions.HTTPError", "HTTP_ERROR"),
+        ("StopIteration", "STOP_ITERATION"),
+        (KeyError, "KEY_ERROR"),
+    ],
+)
+def test_an_exception_class_given_as_a_code_gets_a_hint(written: object, suggested: str) -> None:
+    with pytest.raises(ValueError, match="names an exception class") as info:
+        check_user_code(written, where="somewhere")
+    message = str(info.value)
+    assert f"exception_mapper={{{exception_class_name(written)}: {suggested!r}}}" in message
+    assert "HORSIES['EXCEPTION_MAPPER']" in message
 
 
 def test_terminal_states() -> None:
