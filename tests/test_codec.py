@@ -190,3 +190,119 @@ def test_enqueue_sha_covers_every_stored_field() -> None:
     }
     for key, value in changes.items():
         assert codec.enqueue_sha(**{**fields, key: value}) != base, key
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_encoding_stops_at_the_first_string_past_the_limit() -> None:
+    with pytest.raises(codec.TooLargeError) as info:
+        codec.encode({"a": "x" * 600, "b": ["y" * 600, "never reached\x00"]}, "kw", limit=1_000)
+    assert info.value.path == "kw.b[0]"
+    assert (info.value.size, info.value.limit, info.value.exact) == (1_202, 1_000, False)
+    assert info.value.size_text == "at least 1,202 bytes"
+    assert (
+        str(info.value)
+        == "at least 1,202 bytes of JSON, over 1,000 bytes (past the limit at kw.b[0])"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "size"),
+    [
+        ("a" * 10, 10, None),
+        ("a" * 11, 10, "11 bytes"),
+        ("é" * 5, 10, None),  # 10 bytes of UTF-8
+        ("é" * 6, 10, "12 bytes"),
+        ("🐎" * 3, 12, None),
+        ("🐎" * 3, 11, "12 bytes"),
+        ("é" * 11, 10, "at least 11 bytes"),  # more characters than the limit: not encoded
+    ],
+)
+def test_check_size_counts_utf8_bytes(text: str, limit: int, size: str | None) -> None:
+    if size is None:
+        codec.check_size(text, limit)
+        return
+    with pytest.raises(codec.TooLargeError) as info:
+        codec.check_size(text, limit)
+    assert info.value.size_text == size
+
+
+def test_encode_arguments_checks_the_whole_text() -> None:
+    assert codec.encode_arguments({"a": 1, "b": "é"}, 1_024) == '{"a":1,"b":"é"}'
+    with pytest.raises(codec.TooLargeError, match=r"^1,097 bytes of JSON, over 1,024 bytes$"):
+        codec.encode_arguments({"n": list(range(300))}, 1_024)
+
+
+def test_results_are_checked_against_their_limit() -> None:
+    assert codec.encode_result(TaskResult(ok="x" * 100), 1_024) == '{"ok":"' + "x" * 100 + '"}'
+    with pytest.raises(codec.TooLargeError, match="at least 2,000 bytes"):
+        codec.encode_result(TaskResult(ok="x" * 2_000), 1_024)
+    with pytest.raises(codec.TooLargeError, match=r"past the limit at error\.message"):
+        codec.encode_result(TaskResult(err=TaskError(error_code="E", message="m" * 2_000)), 1_024)
+
+
+def _nested_lists(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_nesting_is_limited_and_cycles_are_caught_by_it() -> None:
+    codec.encode(_nested_lists(codec.MAX_NESTING_DEPTH), "v")
+    with pytest.raises(EncodingError, match="more than 64 levels deep") as info:
+        codec.encode(_nested_lists(codec.MAX_NESTING_DEPTH + 1), "v")
+    assert info.value.path == "v" + "[0]" * codec.MAX_NESTING_DEPTH
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(EncodingError, match=r"v\[0\]\[0\].*\.\.\..* nests .* contains itself"):
+        codec.encode(cycle, "v")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        pytest.param(10**4300, "more than 4,300 digits", id="4301-digits"),
+        pytest.param(-(10**4300), "more than 4,300 digits", id="negative-4301-digits"),
+        pytest.param(1e16, "back as integers", id="1e16"),
+        pytest.param(-2.5e300, "back as integers", id="-2.5e300"),
+        pytest.param(Line(sku="s", qty=1, price=1e20), "back as integers", id="model-1e20"),
+    ],
+)
+def test_numbers_jsonb_would_alter_are_refused(value: Any, fragment: str) -> None:
+    with pytest.raises(EncodingError, match=fragment):
+        codec.encode(value, "v")
+
+
+@pytest.mark.django_db
+def test_numbers_at_the_edges_round_trip_through_jsonb_unchanged() -> None:
+    values = [10**4300 - 1, -(10**4300 - 1), 9_999_999_999_999_998.0, 1e15 + 0.5, 5e-324, 1e-300]
+    text = codec.dumps(codec.encode(values, "v"))
+    with connection.cursor() as cur:
+        cur.execute("SELECT %s::jsonb::text", [text])
+        stored = cur.fetchone()[0]
+    back = json.loads(stored)
+    assert back == values
+    assert [type(v) for v in back] == [type(v) for v in values]
+
+
+def test_pydantic_serialization_errors_become_encoding_errors() -> None:
+    loop: dict[str, Any] = {}
+    loop["me"] = loop
+    with pytest.raises(EncodingError, match="pydantic cannot turn into JSON") as info:
+        codec.encode(Stamp(at=datetime(2024, 1, 1, tzinfo=UTC), note=loop), "v")  # type: ignore[arg-type]
+    assert info.value.path == "v"
+
+
+def test_enqueue_sha_never_raises_on_lone_surrogates() -> None:
+    sha = codec.enqueue_sha(
+        task_id="t",
+        task_name="n",
+        queue_name="q",
+        priority=1,
+        kwargs_json='{"a":"\udc00"}',
+        delay_seconds=None,
+        good_until=None,
+    )
+    assert len(sha) == 64
