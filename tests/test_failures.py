@@ -213,12 +213,12 @@ def test_claimed_task_past_good_until_expires(start_worker: StartWorker, tmp_pat
     assert not marker.exists()
 
 
-def test_task_held_ready_past_good_until_expires_without_running(
+def test_task_held_behind_a_long_task_is_handed_back_and_expires_without_running(
     start_worker: StartWorker, tmp_path: Path
 ) -> None:
-    """While tasks are short, a worker holds tasks ready for its children; if one's good_until
-    passes before the child is free, it is recorded EXPIRED (no attempt, never run) by that
-    worker."""
+    """While tasks are short, a worker holds tasks ready for its children; one held behind a
+    task that turns long is handed back (PENDING, never started), and expires there when its
+    good_until passes: no attempt, never run."""
     worker = start_worker("--processes", "1")
     warm = [tasks.noop.send(i=i).ok_value for i in range(10)]  # tasks look short: claim ahead
     assert all(h.get(timeout_ms=20_000).is_ok() for h in warm)
@@ -237,8 +237,9 @@ def test_task_held_ready_past_good_until_expires_without_running(
     claimed_by, started_at = sql_rows(
         "SELECT claimed_by::text, started_at FROM horsies_task WHERE id = %s", held.task_id
     )[0]
-    assert claimed_by == worker.worker_id()  # claimed by the worker, not expired while PENDING
+    assert claimed_by is None  # handed back by the busy worker, expired while PENDING
     assert started_at is None
+    assert worker.proc.poll() is None
     assert attempts(held.task_id) == []
     assert not marker.exists()
 
@@ -293,7 +294,7 @@ def test_return_value_not_matching_declared_type(start_worker: StartWorker) -> N
     start_worker()
     handle = tasks.bad_return.send().ok_value
     error = handle.get(timeout_ms=20_000).err_value
-    assert error.error_code == ContractCode.PYDANTIC_HYDRATION_ERROR
+    assert error.error_code == ContractCode.RETURN_TYPE_MISMATCH
 
 
 def test_stored_result_that_no_longer_decodes(start_worker: StartWorker) -> None:
