@@ -250,7 +250,7 @@ def test_sigterm_lets_running_tasks_finish_and_claims_nothing_new(
     assert task_row(late.task_id, "status", "claimed_by") == ("PENDING", None)
     assert attempts_of(late.task_id) == []
     assert worker_row(worker.worker_id())["state"] == "STOPPED"
-    assert "stopping: no new claims; waiting for 2 running task(s)" in worker.log()
+    assert "(SIGTERM received): no new claims; waiting for 2 running task(s)" in worker.log()
 
 
 # --------------------------------------------------------------------------- two workers
