@@ -1,7 +1,8 @@
 """Send `faults.work` tasks through the public API from a separate process.
 
-Usage: DATABASE_URL=... python -m tests.faults.send_tasks COUNT LEDGER_PATH
-(for tests whose database is a dedicated server, not the test process's own).
+Usage: DATABASE_URL=... python -m tests.faults.send_tasks COUNT LEDGER_PATH [once]
+(for tests whose database is a dedicated server, not the test process's own). With `once`,
+`faults.once` tasks are sent instead: no sleep, and no retry policy.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
-    from tests.faults.tasks import work
+    from tests.faults.tasks import once, work
 
-    results = work.send_many([{"i": i, "path": ledger, "seconds": 0.01} for i in range(count)])
+    if argv[2:] == ["once"]:
+        results = once.send_many([{"i": i, "path": ledger} for i in range(count)])
+    else:
+        results = work.send_many([{"i": i, "path": ledger, "seconds": 0.01} for i in range(count)])
     failed = [r for r in results if r.is_err()]
     if failed:
         print(f"{len(failed)} send(s) failed: {failed[0]}", file=sys.stderr)

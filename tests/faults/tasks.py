@@ -47,6 +47,14 @@ def work(*, i: int, seconds: float = 0.0, path: str = "") -> TaskResult[int, Tas
     return TaskResult(ok=i)
 
 
+@app.task("faults.once")
+def once(*, i: int, path: str) -> TaskResult[int, TaskError]:
+    """Append `i` to `path` (a side effect outside the database); no retry policy at all."""
+    with open(path, "a") as fh:
+        fh.write(f"{i}\n")
+    return TaskResult(ok=i)
+
+
 @app.task("faults.whoami")
 def whoami(*, i: int = 0) -> TaskResult[int, TaskError]:
     """The pid of the child that ran the task."""
