@@ -519,6 +519,20 @@ def test_worker_list_shows_liveness_and_running_tasks_without_n_plus_one(
     assert len(many.captured_queries) == len(few.captured_queries)
 
 
+def test_worker_list_and_page_show_why_a_worker_stopped(su_client: Client) -> None:
+    reason = "the pool's children cannot set up Django:\nTraceback (most recent call last):\n..."
+    stopped = make_worker(
+        name="failed-1", state="STOPPED", stopped_at=timezone.now(), stop_reason=reason
+    )
+    html = su_client.get(WORKERS).content.decode()
+    row = re.search(r"failed-1.*?</tr>", html, re.S)
+    assert row is not None
+    assert "the pool&#x27;s children cannot set up Django:" in row.group(0)
+    assert "Traceback" not in row.group(0)  # the list shows the first line only
+    page = su_client.get(f"{WORKERS}{stopped.pk}/change/").content.decode()
+    assert "Traceback (most recent call last):" in page
+
+
 def test_staff_without_view_permission_cannot_open_the_lists() -> None:
     user = User.objects.create_user("nobody", password=None, is_staff=True)
     c = Client()
