@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -61,9 +61,13 @@ class TooLargeError(EncodingError):
         return f"{'' if self.exact else 'at least '}{self.size:,} bytes"
 
 
+# One encoder for every call: json.dumps() with options builds a new one each time.
+_ENCODER: Final = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text of an already-encoded value."""
-    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | bytes) -> Any:
@@ -124,6 +128,14 @@ class _Walk:
         self.size = 0  # characters of strings and keys so far: a lower bound of the JSON size
 
     def value(self, value: Any, path: str, depth: int) -> Any:
+        kind = type(value)
+        if kind is str:  # the common cases first: every send takes this path
+            self.text(value, path)
+            return value
+        if kind is int:
+            if not -_INT_BOUND < value < _INT_BOUND:
+                _refuse_int(path)
+            return value
         if isinstance(value, _PRIMITIVES):
             self.primitive(value, path)
             return value
@@ -135,7 +147,7 @@ class _Walk:
             )
         if isinstance(value, list | tuple):
             return [self.value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             return self.mapping(value, path, depth)
         if isinstance(value, BaseModel) or (
             dataclasses.is_dataclass(value) and not isinstance(value, type)
@@ -153,17 +165,14 @@ class _Walk:
         elif isinstance(value, float):
             _check_float(value, path)
         elif isinstance(value, int) and not -_INT_BOUND < value < _INT_BOUND:
-            raise EncodingError(
-                f"{path} is an int of more than {MAX_INT_DIGITS:,} digits, which Python cannot "
-                "read back from JSON: send it as a string (str(n))",
-                path=path,
-            )
+            _refuse_int(path)
 
     def text(self, text: str, path: str) -> None:
         self.size += len(text)
         if self.size > self.limit:  # before scanning it: a huge string is refused at once
             raise TooLargeError(size=self.size, limit=self.limit, exact=False, path=path)
-        check_text(text, path)
+        if _FORBIDDEN_CHARS.search(text) is not None:
+            check_text(text, path)
 
     def mapping(self, value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -210,6 +219,14 @@ class _Walk:
             for key, item in data.items():
                 self.text(key, f"{path} key")
                 self.plain(item, f"{path}.{key}", depth + 1)
+
+
+def _refuse_int(path: str) -> NoReturn:
+    raise EncodingError(
+        f"{path} is an int of more than {MAX_INT_DIGITS:,} digits, which Python cannot read back "
+        "from JSON: send it as a string (str(n))",
+        path=path,
+    )
 
 
 def _short(path: str) -> str:

@@ -84,10 +84,9 @@ def prepare(
     problem = _check_options(opts)
     if problem:
         return _invalid(f"{definition.name}: {problem}")
-    encoded = _encode_arguments(definition, kwargs)
-    if isinstance(encoded, Err):
-        return encoded
-    kwargs_json = encoded.value
+    kwargs_json = _encode_arguments(definition, kwargs)
+    if isinstance(kwargs_json, Err):
+        return kwargs_json
     unsigned = TaskSendPayload(
         task_id=str(uuid7()),
         task_name=definition.name,
@@ -103,11 +102,11 @@ def prepare(
 
 def _encode_arguments(
     definition: TaskDefinition, kwargs: Mapping[str, Any]
-) -> Result[str, TaskSendError]:
+) -> str | Err[TaskSendError]:
     """The arguments' JSON text, or Err: PAYLOAD_TOO_LARGE, or VALIDATION_FAILED for the rest."""
     limit = horsies_settings().MAX_PAYLOAD_BYTES
     try:
-        return Ok(codec.encode_arguments(kwargs, limit))
+        return codec.encode_arguments(kwargs, limit)
     except codec.TooLargeError as exc:
         return Err(_too_large(definition.name, exc))
     except EncodingError as exc:
@@ -148,7 +147,7 @@ def payload_sha(payload: TaskSendPayload) -> str:
 
 
 def _check_arguments(definition: TaskDefinition, kwargs: object) -> str | None:
-    if not isinstance(kwargs, Mapping):
+    if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
         return f"the arguments must be a dict of name -> value, not {type(kwargs).__name__}"
     unknown = [str(name) for name in kwargs if name not in definition.params]
     if unknown:
