@@ -118,6 +118,24 @@ def check_text(text: str, path: str) -> None:
         raise EncodingError(f"{path} contains {char}, which PostgreSQL cannot store", path=path)
 
 
+# Where a value sits, kept as a chain and spelled out only for a message (so no path string is
+# built per item): an argument's name, then (parent, index) for a list item, (parent, key) for
+# a dict value, and (parent, None) for a dict key itself.
+type Where = str | tuple[Where, int | str | None]
+
+
+def spell(where: Where) -> str:
+    """`order.items[2]`, `order key`: a `Where` as messages name it."""
+    steps: list[str] = []
+    while isinstance(where, tuple):
+        where, step = where
+        if isinstance(step, int):
+            steps.append(f"[{step}]")
+        else:
+            steps.append(" key" if step is None else f".{step}")
+    return where + "".join(reversed(steps))
+
+
 class _Walk:
     """One encoding pass: checks every value, counts string bytes against the limit."""
 
@@ -127,67 +145,68 @@ class _Walk:
         self.limit = sys.maxsize if limit is None else limit
         self.size = 0  # characters of strings and keys so far: a lower bound of the JSON size
 
-    def value(self, value: Any, path: str, depth: int) -> Any:
+    def value(self, value: Any, where: Where, depth: int) -> Any:
         kind = type(value)
         if kind is str:  # the common cases first: every send takes this path
-            self.text(value, path)
+            self.text(value, where)
             return value
         if kind is int:
             if not -_INT_BOUND < value < _INT_BOUND:
-                _refuse_int(path)
+                _refuse_int(where)
             return value
         if isinstance(value, _PRIMITIVES):
-            self.primitive(value, path)
+            self.primitive(value, where)
             return value
         if depth >= MAX_NESTING_DEPTH:
-            raise EncodingError(
-                f"{_short(path)} nests lists, dicts, models or dataclasses more than "
-                f"{MAX_NESTING_DEPTH} levels deep (or contains itself): flatten it",
-                path=path,
-            )
+            _refuse_depth(where, "lists, dicts, models or dataclasses ")
         if isinstance(value, list | tuple):
-            return [self.value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+            return [self.value(item, (where, i), depth + 1) for i, item in enumerate(value)]
         if kind is dict or isinstance(value, Mapping):
-            return self.mapping(value, path, depth)
+            return self.mapping(value, where, depth)
         if isinstance(value, BaseModel) or (
             dataclasses.is_dataclass(value) and not isinstance(value, type)
         ):
-            return self.envelope(value, path, depth)
+            return self.envelope(value, where, depth)
+        path = spell(where)
         raise EncodingError(
             f"{path} is a {type(value).__name__}, which is not JSON: pass JSON values, "
             "pydantic models or dataclasses (e.g. str(obj) or obj.id instead of the object)",
             path=path,
         )
 
-    def primitive(self, value: str | bool | int | float | None, path: str) -> None:
+    def primitive(self, value: str | bool | int | float | None, where: Where) -> None:
         if isinstance(value, str):
-            self.text(value, path)
+            self.text(value, where)
         elif isinstance(value, float):
-            _check_float(value, path)
+            if not -MAX_EXACT_FLOAT < value < MAX_EXACT_FLOAT:
+                _refuse_float(value, where)
         elif isinstance(value, int) and not -_INT_BOUND < value < _INT_BOUND:
-            _refuse_int(path)
+            _refuse_int(where)
 
-    def text(self, text: str, path: str) -> None:
+    def text(self, text: str, where: Where) -> None:
         self.size += len(text)
         if self.size > self.limit:  # before scanning it: a huge string is refused at once
+            path = spell(where)
             raise TooLargeError(size=self.size, limit=self.limit, exact=False, path=path)
         if _FORBIDDEN_CHARS.search(text) is not None:
-            check_text(text, path)
+            check_text(text, spell(where))
 
-    def mapping(self, value: Mapping[Any, Any], path: str, depth: int) -> dict[str, Any]:
+    def mapping(self, value: Mapping[Any, Any], where: Where, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
+                path = spell(where)
                 raise EncodingError(
                     f"{path} has a non-string key {key!r:.100}: JSON keys are strings", path=path
                 )
             if key == TYPE_KEY:
+                path = spell(where)
                 raise EncodingError(f"{path} uses the reserved key {TYPE_KEY!r}", path=path)
-            self.text(key, f"{path} key")
-            out[key] = self.value(item, f"{path}.{key}", depth + 1)
+            self.text(key, (where, None))
+            out[key] = self.value(item, (where, key), depth + 1)
         return out
 
-    def envelope(self, value: Any, path: str, depth: int) -> dict[str, Any]:
+    def envelope(self, value: Any, where: Where, depth: int) -> dict[str, Any]:
         cls: type = type(value)
         try:
             if isinstance(value, BaseModel):
@@ -195,33 +214,41 @@ class _Walk:
             else:
                 data = _adapter(cls).dump_python(value, mode="json")
         except (ValueError, TypeError, RuntimeError) as exc:  # pydantic's errors, cycles
+            path = spell(where)
             raise EncodingError(
                 f"{path} is a {cls.__qualname__} that pydantic cannot turn into JSON: {exc}",
                 path=path,
             ) from exc
-        self.plain(data, path, depth + 1)
-        return {TYPE_KEY: type_path(cls, path), DATA_KEY: data}
+        self.plain(data, where, depth + 1)
+        return {TYPE_KEY: type_path(cls, spell(where)), DATA_KEY: data}
 
-    def plain(self, data: Any, path: str, depth: int) -> None:
+    def plain(self, data: Any, where: Where, depth: int) -> None:
         """Check JSON data made by pydantic, as `value` would (it is stored as is)."""
         if isinstance(data, _PRIMITIVES):
-            self.primitive(data, path)
+            self.primitive(data, where)
             return
         if depth > MAX_NESTING_DEPTH:
-            raise EncodingError(
-                f"{_short(path)} nests more than {MAX_NESTING_DEPTH} levels deep: flatten it",
-                path=path,
-            )
+            _refuse_depth(where, "")
         if isinstance(data, list):
             for i, item in enumerate(data):
-                self.plain(item, f"{path}[{i}]", depth + 1)
+                self.plain(item, (where, i), depth + 1)
         elif isinstance(data, dict):
             for key, item in data.items():
-                self.text(key, f"{path} key")
-                self.plain(item, f"{path}.{key}", depth + 1)
+                self.text(key, (where, None))
+                self.plain(item, (where, key), depth + 1)
 
 
-def _refuse_int(path: str) -> NoReturn:
+def _refuse_depth(where: Where, what: str) -> NoReturn:
+    path = spell(where)
+    raise EncodingError(
+        f"{_short(path)} nests {what}more than {MAX_NESTING_DEPTH} levels deep (or contains "
+        "itself): flatten it",
+        path=path,
+    )
+
+
+def _refuse_int(where: Where) -> NoReturn:
+    path = spell(where)
     raise EncodingError(
         f"{path} is an int of more than {MAX_INT_DIGITS:,} digits, which Python cannot read back "
         "from JSON: send it as a string (str(n))",
@@ -229,14 +256,8 @@ def _refuse_int(path: str) -> NoReturn:
     )
 
 
-def _short(path: str) -> str:
-    """A path of a deep value, shortened for a message (`EncodingError.path` keeps it all)."""
-    return path if len(path) <= 80 else f"{path[:40]}...{path[-30:]}"
-
-
-def _check_float(value: float, path: str) -> None:
-    if -MAX_EXACT_FLOAT < value < MAX_EXACT_FLOAT:
-        return
+def _refuse_float(value: float, where: Where) -> NoReturn:
+    path = spell(where)
     if not math.isfinite(value):
         raise EncodingError(f"{path} is {value!r}: JSON has no NaN or infinity", path=path)
     raise EncodingError(
@@ -245,6 +266,11 @@ def _check_float(value: float, path: str) -> None:
         "instead (a float-typed parameter or return type turns the int back into this float)",
         path=path,
     )
+
+
+def _short(path: str) -> str:
+    """A path of a deep value, shortened for a message (`EncodingError.path` keeps it all)."""
+    return path if len(path) <= 80 else f"{path[:40]}...{path[-30:]}"
 
 
 def type_path(cls: type, path: str = "value") -> str:
