@@ -29,6 +29,18 @@ DEADLINE_S = 60.0
 FAULTS = ROOT / "tests" / "faults"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Processes the tests start get SIGINT's default action, however pytest was started.
+
+    A suite run in the background by a non-interactive shell (`./dev test > log &`, a CI
+    script) inherits SIGINT ignored, and an ignored signal stays ignored across fork and exec:
+    the demo, `horsies_status --watch` and workers would shrug off the Ctrl-C the tests send
+    them. A handler (unlike SIG_IGN) is reset to the default in every process started.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fault-injection suite is `slow`: `-m "not slow and not browser"` is the fast part."""
     for item in items:

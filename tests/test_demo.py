@@ -7,6 +7,7 @@ table (nothing the demo started may outlive it).
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import os
 import re
@@ -75,6 +76,22 @@ def start_demo(url: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def kill_if_running(demo: subprocess.Popen[str]) -> None:
+    """SIGKILL a demo that is still running, and what it started: its worker and server would
+    outlive it (holding its output pipe open) and run on after a failed test."""
+    if demo.poll() is not None:
+        return
+    try:
+        family = psutil.Process(demo.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    demo.kill()
+    demo.wait()
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
 def worker_pid(output: str) -> int:
     match = re.search(r"worker running \(pid (\d+)", output)
     assert match, f"the demo did not report its worker:\n{output}"
@@ -130,7 +147,10 @@ def db_rows(url: str, query: str) -> list[tuple[object, ...]]:
 
 def test_demo_runs_to_completion_from_a_clean_database(fresh_database_url: str) -> None:
     demo = start_demo(fresh_database_url, "--no-serve")
-    output, _ = demo.communicate(timeout=RUN_TIMEOUT_S)
+    try:
+        output, _ = demo.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        kill_if_running(demo)
 
     assert demo.returncode == 0, output
     assert_final_statuses(output)
@@ -213,9 +233,7 @@ def test_demo_serves_the_admin_and_ctrl_c_stops_everything(fresh_database_url: s
         demo.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert demo.wait(timeout=60) == 0, "".join(lines)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        kill_if_running(demo)
         reader.join(timeout=10)
         assert demo.stdout is not None
         demo.stdout.close()

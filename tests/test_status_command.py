@@ -224,4 +224,5 @@ def test_watch_redraws_in_a_terminal_and_exits_cleanly_on_ctrl_c() -> None:
         assert "Traceback" not in err
     finally:
         proc.kill()
+        proc.communicate()  # reaped and its pipe closed even when the test failed
         os.close(master)
