@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given
@@ -452,3 +453,37 @@ def test_any_value_round_trips_through_a_worker_or_is_refused(start: StartWorker
     round_trip()
     # Both sides are exercised (a codec refusing everything would fail the oracle anyway).
     assert min(outcomes.values()) >= 60, outcomes
+
+
+async def _send_async_then_close(value: Any) -> SendResult:
+    result: SendResult = await echo_any.send_async(value=value)
+    await sync_to_async(connections.close_all, thread_sensitive=True)()
+    return result
+
+
+@pytest.mark.usefixtures("hypothesis_home")
+def test_every_entry_point_returns_the_same_verdict_for_any_value() -> None:
+    """send, schedule, with_options().send, send_async and send_many: never an exception, and
+    the same verdict for the same value: Ok if jsonb keeps it unchanged, else VALIDATION_FAILED."""
+
+    @hypothesis_settings(
+        max_examples=100,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(value=ANY_VALUE)
+    def same_verdict(value: Any) -> None:
+        results: list[SendResult] = [
+            echo_any.send(value=value),
+            echo_any.schedule(60, value=value),
+            echo_any.with_options(TaskSendOptions(priority=1)).send(value=value),
+            asyncio.run(_send_async_then_close(value)),
+            *echo_any.send_many([{"value": value}]),
+        ]
+        verdicts = {"ok" if isinstance(r, Ok) else r.error.code for r in results}
+        assert len(verdicts) == 1, results
+        assert verdicts == ({"ok"} if storable(value) else {TaskSendErrorCode.VALIDATION_FAILED})
+
+    same_verdict()
