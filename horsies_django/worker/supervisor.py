@@ -287,7 +287,7 @@ class Supervisor:
         """How many claims to hold beyond the idle children: only while tasks are short, and
         only for children that will be free soon (not those running a task past the threshold)."""
         avg = self.avg_task_s
-        if self.planner.capped or avg is None or avg >= PREFETCH_MAX_TASK_S:
+        if self.planner.capped or avg is None or not self._tasks_short:
             return 0
         soon_free = self.options.processes - len(self._long_running(time.monotonic()))
         wanted = math.ceil(CLAIM_COVER_S / max(avg, 1e-6))
@@ -310,10 +310,16 @@ class Supervisor:
         while self.buffer and self.buffer.oldest_age(now) >= HOLD_MAX_S:
             task = self.buffer.next()
             self.completer.release(task.task_id, task.claim_gen)
+        if not self._long_running(now) and self._tasks_short:
+            return  # the estimate moving between short values is no reason to give work back
         keep = len(self._pool.idle_slots()) + self._ahead
         while len(self.buffer) > keep:
             task = self.buffer.last()
             self.completer.release(task.task_id, task.claim_gen)
+
+    @property
+    def _tasks_short(self) -> bool:
+        return self.avg_task_s is not None and self.avg_task_s < PREFETCH_MAX_TASK_S
 
     def _room(self) -> int:
         """How many more tasks this worker may claim now."""
