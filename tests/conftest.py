@@ -7,6 +7,7 @@ that what they send is committed and visible to the worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -92,9 +93,23 @@ def pool_children(worker_pid: int) -> list[Any]:
     """The pool children of a worker parent: the processes its fork server forked."""
     import psutil
 
-    parent = psutil.Process(worker_pid)
-    servers = [c for c in parent.children() if "forkserver" in " ".join(c.cmdline())]
-    return [child for server in servers for child in server.children()]
+    def alive(process: psutil.Process) -> bool:
+        try:  # a process that exits while we look (a zombie included) is skipped, not fatal
+            return bool(process.status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return False
+
+    def is_server(process: psutil.Process) -> bool:
+        try:
+            return alive(process) and "forkserver" in " ".join(process.cmdline())
+        except psutil.NoSuchProcess:
+            return False
+
+    children: list[Any] = []
+    for server in filter(is_server, psutil.Process(worker_pid).children()):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children += filter(alive, server.children())
+    return children
 
 
 @dataclass

@@ -72,7 +72,7 @@ def test_worker_survives_children_killed_between_tasks(fault_worker: StartFaultW
 
         wait_until(progressed, what=f"progress before kill {k}")
         assert worker.proc.poll() is None, f"the worker died after {kills} kill(s):\n{worker.log()}"
-        children = worker.live_children()
+        children = wait_until(worker.live_children, what=f"a live child to kill ({k})")
         with contextlib.suppress(ProcessLookupError):
             os.kill(rng.choice(children), signal.SIGKILL)
             kills += 1
