@@ -63,6 +63,7 @@ class TaskDefinition:
         return {
             "retry_policy": self.retry_policy.to_stored() if self.retry_policy else None,
             "timeout_ms": self.timeout_ms,
+            "module": getattr(self.fn, "__module__", None),  # named when a worker lacks it
         }
 
 

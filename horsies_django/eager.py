@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from django.db import connections
 
-from horsies_django import codec
+from horsies_django import codec, signals
 from horsies_django.conf import horsies_settings
 from horsies_django.db import store, testing_queries
 from horsies_django.db.store import Claimed
@@ -62,10 +62,26 @@ def run_claimed(alias: str, claimed: Claimed) -> RanTask:
 
     definition = app.get(claimed.task_name)
     outcome = _run_in_savepoint(
-        alias, lambda: run_task(definition, claimed.task_name, claimed.kwargs_json)
+        alias,
+        lambda: run_task(
+            definition,
+            claimed.task_name,
+            claimed.kwargs_json,
+            task_id=claimed.task_id,
+            attempt=claimed.retry_count + 1,
+        ),
     )
     finish = decide(claimed, outcome, os.getpid(), IN_PROCESS_WORKER_ID)
     store.finish(testing_queries.raw_connection(alias), [finish])
+    if finish.will_retry and signals.wanted(signals.task_retried, claimed.task_name):
+        signals.emit(
+            signals.task_retried,
+            claimed.task_name,
+            task_id=claimed.task_id,
+            attempt=claimed.retry_count + 1,
+            error_code=outcome.error_code,
+            delay_s=finish.retry_delay_s,
+        )
     adapter = definition.return_adapter if definition is not None else None
     return RanTask(
         task_id=claimed.task_id,

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from horsies_django import codec
+from horsies_django import codec, signals
 from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
 from horsies_django.definitions import TaskDefinition
 from horsies_django.types import (
@@ -130,8 +130,48 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def run_task(definition: TaskDefinition | None, task_name: str, kwargs_json: str) -> Outcome:
-    """Rehydrate the arguments, call the task, and check what it returned."""
+def run_task(
+    definition: TaskDefinition | None,
+    task_name: str,
+    kwargs_json: str,
+    *,
+    task_id: str = "",
+    attempt: int = 1,
+) -> Outcome:
+    """Rehydrate the arguments, call the task, and check what it returned; the `task_started`
+    and `task_finished` signals are sent around the task's code."""
+    if definition is None:
+        return _run(definition, task_name, kwargs_json)
+    if not (
+        signals.wanted(signals.task_started, task_name)
+        or signals.wanted(signals.task_finished, task_name)
+    ):
+        return _run(definition, task_name, kwargs_json)
+    signals.emit(signals.task_started, task_name, task_id=task_id, attempt=attempt)
+    raised: list[BaseException] = []
+    outcome = _run(definition, task_name, kwargs_json, raised)
+    signals.emit(
+        signals.task_finished,
+        task_name,
+        task_id=task_id,
+        attempt=attempt,
+        result=codec.decode_result(
+            outcome.result_json, definition.return_adapter if outcome.ok else None
+        ),
+        exception=raised[0] if raised else None,
+        duration_s=(
+            outcome.finished_at - (outcome.started_at or outcome.finished_at)
+        ).total_seconds(),
+    )
+    return outcome
+
+
+def _run(
+    definition: TaskDefinition | None,
+    task_name: str,
+    kwargs_json: str,
+    raised: list[BaseException] | None = None,
+) -> Outcome:
     started = now()
     if definition is None:
         return failure(
@@ -153,6 +193,8 @@ def run_task(definition: TaskDefinition | None, task_name: str, kwargs_json: str
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
+        if raised is not None:
+            raised.append(exc)
         return _from_exception(definition, exc, started)
     return _from_return(definition, returned, started)
 

@@ -18,7 +18,7 @@ from django.db import Error as DjangoDbError
 from django.db import InterfaceError, OperationalError, connections, transaction
 from uuid_utils.compat import uuid7
 
-from horsies_django import codec
+from horsies_django import codec, signals
 from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
 from horsies_django.db import store
 from horsies_django.definitions import TaskDefinition
@@ -226,9 +226,21 @@ def enqueue(
             break
         time.sleep(delay)  # backoff before resending to a database that just failed
         result = _insert_once(alias, definition, payload)
-    if settings.EAGER and result.is_ok():
-        _run_eagerly([result.ok_value.task_id])
+    if result.is_ok():
+        _announce(definition, [payload.task_id])
+        if settings.EAGER:
+            _run_eagerly([payload.task_id])
     return result
+
+
+def _announce(definition: TaskDefinition, task_ids: Sequence[str]) -> None:
+    """Send `task_sent` for tasks just written (only when someone listens)."""
+    if not signals.wanted(signals.task_sent, definition.name):
+        return
+    for task_id in task_ids:
+        signals.emit(
+            signals.task_sent, definition.name, task_id=task_id, queue_name=definition.queue_name
+        )
 
 
 def _run_eagerly(task_ids: Sequence[str]) -> None:
@@ -448,6 +460,7 @@ def send_many(
         return results
     for i, payload in ready:
         results[i] = Ok(TaskHandle(payload.task_id, payload.task_name))
+    _announce(definition, [payload.task_id for _, payload in ready])
     if settings.EAGER:
         _run_eagerly([payload.task_id for _, payload in ready])
     return results

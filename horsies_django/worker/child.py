@@ -18,8 +18,8 @@ from typing import Any, Final
 
 from horsies_django.execution import Outcome
 
-# A job is (number, task name, kwargs JSON); None asks the child to exit.
-type Job = tuple[int, str, str]
+# A job is (number, task id, task name, kwargs JSON, attempt); None asks the child to exit.
+type Job = tuple[int, str, str, str, int]
 
 # The shared start stamp: [number of the job that started, its start time in epoch seconds].
 STAMP_JOB, STAMP_TIME = 0, 1
@@ -55,10 +55,12 @@ def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> Non
             return
         if job is None:
             return
-        number, task_name, kwargs_json = job
+        number, task_id, task_name, kwargs_json, attempt = job
         stamp[STAMP_TIME] = time.time()
         stamp[STAMP_JOB] = number  # written last: the time is valid once the number matches
-        outcome: Outcome = run_task(app.get(task_name), task_name, kwargs_json)
+        outcome: Outcome = run_task(
+            app.get(task_name), task_name, kwargs_json, task_id=task_id, attempt=attempt
+        )
         _close_django_connections()
         conn.send(outcome)
 

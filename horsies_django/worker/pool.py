@@ -135,7 +135,15 @@ class Pool:
         """Hand a job to `slot`'s child; False if the child is gone (its pipe is broken)."""
         number = next(self.numbers)
         try:
-            slot.conn.send((number, claimed.task_name, claimed.kwargs_json))
+            slot.conn.send(
+                (
+                    number,
+                    claimed.task_id,
+                    claimed.task_name,
+                    claimed.kwargs_json,
+                    claimed.retry_count + 1,
+                )
+            )
         except OSError:
             return False
         slot.job = Running(claimed=claimed, dispatched_at=time.monotonic(), number=number)

@@ -37,6 +37,7 @@ from horsies_django.execution import now as now_utc
 from horsies_django.maintenance import expirer, rescuer
 from horsies_django.maintenance.leader import Leadership
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
+from horsies_django.worker import reporting
 from horsies_django.worker.child import FAILED, READY
 from horsies_django.worker.claims import ClaimPlanner
 from horsies_django.worker.completer import Completer, decide, expired
@@ -449,8 +450,10 @@ class Supervisor:
             self._fail(f"the pool's children cannot set up Django:\n{message[1]}")
 
     def _record(self, claimed: store.Claimed, outcome: Outcome, pid: int | None) -> None:
+        outcome = reporting.explain_unresolved(claimed, outcome)
         finish = decide(claimed, outcome, pid, self.worker_id)
         self.completer.submit(finish)
+        reporting.report(claimed, outcome, finish, pid)
         if finish.will_retry and finish.retry_delay_s is not None:
             self._due_in(finish.retry_delay_s)
 
@@ -636,6 +639,7 @@ class Supervisor:
             if task.good_until is None or task.good_until > now_utc():
                 return task
             self.completer.submit(expired(task, self.worker_id))
+            reporting.report_expired(task)
             self.claim_wanted = True
         return None
 

@@ -10,10 +10,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from horsies_django import logs
 from horsies_django.conf import horsies_settings
 from horsies_django.exceptions import ConfigurationError
 from horsies_django.management.argtypes import int_between, non_negative_int, positive_seconds
+from horsies_django.registry import app
 from horsies_django.worker.supervisor import Supervisor, WorkerOptions
+
+logger = logging.getLogger("horsies_django.worker")
 
 MAX_PROCESSES = 256
 MAX_NAME_LENGTH = 255  # horsies_worker.name
@@ -77,6 +81,12 @@ class Command(BaseCommand):
             help="a name shown in the admin and logs (default: hostname:pid)",
         )
         parser.add_argument(
+            "--log-format",
+            choices=["text", "json"],
+            default="text",
+            help="text lines (default) or one JSON object per line, for log collectors",
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             type=positive_seconds,
             default=30.0,
@@ -86,7 +96,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        _configure_logging(int(options["verbosity"]))
+        logs.configure(int(options["verbosity"]), options["log_format"])
         try:
             settings = horsies_settings()
             worker = Supervisor(
@@ -103,13 +113,15 @@ class Command(BaseCommand):
             )
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
+        _log_registered_tasks()
         code = worker.run()
         if code:
             raise SystemExit(code)
 
 
-def _configure_logging(verbosity: int) -> None:
-    logger = logging.getLogger("horsies_django")
-    if not logger.handlers and not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logger.setLevel(logging.WARNING if verbosity == 0 else logging.INFO)
+def _log_registered_tasks() -> None:
+    """At start-up, what this worker can run: a task missing here fails with
+    WORKER_RESOLUTION_ERROR on this worker."""
+    definitions = sorted(app.definitions.values(), key=lambda d: d.name)
+    listed = ", ".join(f"{d.name} [{d.queue_name}]" for d in definitions) or "none"
+    logger.info("%d task(s) registered: %s", len(definitions), listed)
