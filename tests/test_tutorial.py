@@ -338,9 +338,10 @@ def check_admin(user: User, text: str) -> None:
         if path.startswith("/admin/horsies_django/task/"):
             tasks = tutorial_tasks(user.database_url)
             assert tasks, "the tutorial sent no task"
-            for task_id, task_name, status in tasks:
-                assert task_id in page, f"task {task_id} ({task_name}, {status}) not listed"
+            for task_id, task_name, task_status in tasks:
+                assert task_id in page, f"task {task_id} ({task_name}) not listed"
                 assert task_name in page
+                assert task_status in page, f"task {task_id} not shown as {task_status}"
 
 
 def tutorial_tasks(url: str) -> list[tuple[str, str, str]]:
