@@ -20,6 +20,10 @@ comment just above its fence (blank lines and other comments, e.g. `docs-test:`,
   must print the line TEXT.
 - `<!-- tutorial: skip REASON -->`: not a step (an alternative, an example of output).
 
+The ```python blocks run in tests/test_docs.py too, in one namespace with the task module
+imported under its own name: a block only the real project can run (`from shop.tasks import
+...`) also carries `<!-- docs-test: skip REASON -->`, the line right above its fence.
+
 Then, like the tutorial's last step, the test logs into the admin at the tutorial's
 `http://127.0.0.1:8000/...` addresses (the stylesheets served, the tasks listed), stops the
 worker with Ctrl-C, and starts it again from the folder above the project
@@ -28,6 +32,7 @@ worker with Ctrl-C, and starts it again from the folder above the project
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import os
 import re
@@ -270,9 +275,11 @@ class User:
         return folder
 
     def stop_everything(self) -> None:
+        """Stop what the tutorial left running, then kill whatever is left of each group."""
         for background in reversed(self.running):
             background.process.stop(timeout_s=30)
-            background.process.kill()
+            with contextlib.suppress(ProcessLookupError):  # runserver's reloader child, say
+                os.killpg(background.process.pid, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- the admin
