@@ -87,6 +87,13 @@ def page(live_server: Any, flaky_failed: str) -> Iterator[Any]:
         browser.close()
 
 
+def log_in(page: Any, base: str, next_path: str) -> None:
+    page.goto(f"{base}/admin/login/?next={next_path}")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "s3cret-pass")
+    page.click("input[type=submit]")
+
+
 def task_status(task_id: str) -> str | None:
     value = sql_value("SELECT status FROM horsies_task WHERE id = %s", task_id)
     return None if value is None else str(value)
@@ -98,10 +105,7 @@ def test_operator_reenqueues_a_failed_task_and_sees_it_complete(
     flaky_id = flaky_failed
     base = live_server.url
 
-    page.goto(f"{base}/admin/login/?next=/admin/horsies_django/task/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "s3cret-pass")
-    page.click("input[type=submit]")
+    log_in(page, base, "/admin/horsies_django/task/")
     page.wait_for_selector(".hz-summary")
     page.screenshot(path=str(SHOTS / "admin-changelist.png"), full_page=True)
 
@@ -143,6 +147,62 @@ def test_operator_reenqueues_a_failed_task_and_sees_it_complete(
     tile_fg = tile.evaluate("e => getComputedStyle(e).color")
     assert _luminance(body_bg) < 0.2, body_bg
     assert _luminance(tile_fg) > 0.5, tile_fg
+
+
+# Where the right edge of a changelist's last column is, against its scrolling box and the window.
+MEASURE_LIST = """() => {
+  const table = document.querySelector("#result_list");
+  const box = table.closest(".results");
+  const lastCells = [...table.rows].map((row) => row.cells[row.cells.length - 1]);
+  return {
+    window: document.documentElement.clientWidth,
+    page: document.documentElement.scrollWidth,
+    box_right: Math.round(box.getBoundingClientRect().right),
+    box_width: box.clientWidth,
+    table_width: Math.round(table.getBoundingClientRect().width),
+    last_right: Math.round(Math.max(...lastCells.map((c) => c.getBoundingClientRect().right))),
+  };
+}"""
+
+
+def test_task_and_attempt_lists_show_every_column_at_1280_and_1400_px(
+    live_server: Any, page: Any
+) -> None:
+    log_in(page, live_server.url, "/admin/")
+    page.wait_for_selector("#content-main")
+    cut: list[str] = []
+    for width in (1280, 1400):
+        page.set_viewport_size({"width": width, "height": 900})
+        for model in ("task", "taskattempt"):
+            page.goto(f"{live_server.url}/admin/horsies_django/{model}/")
+            page.wait_for_selector("#result_list tbody tr")
+            size = page.evaluate(MEASURE_LIST)
+            # The last column ends inside the list's box (nothing to scroll to) and the window.
+            if not (
+                size["table_width"] <= size["box_width"]
+                and size["last_right"] <= min(size["box_right"], size["window"])
+                and size["page"] <= size["window"]
+            ):
+                cut.append(f"{model} list at {width} px: {size}")
+    assert not cut, "\n".join(cut)
+
+
+def test_task_detail_shows_the_task_id_once(live_server: Any, flaky_failed: str, page: Any) -> None:
+    """Once, in full, with its copy button; not again as a short form or a prefix elsewhere."""
+    task_id = flaky_failed
+    log_in(page, live_server.url, f"/admin/horsies_django/task/{task_id}/change/")
+    page.wait_for_selector("#attempts-group")
+    text = page.locator("body").inner_text()
+    mentions = {
+        "full": text.count(task_id),
+        "short": text.count(f"{task_id[:8]}…{task_id[-4:]}"),
+        # the bare 8-digit prefix, as in "tests.flaky_once 01a213be (FAILED)"
+        "prefix": len(re.findall(rf"\b{task_id[:8]}\b(?![-…])", text)),
+    }
+    assert mentions == {"full": 1, "short": 0, "prefix": 0}, mentions
+    assert task_id in page.locator(".field-id_full").inner_text()
+    copy = page.locator(".field-id_full button.hz-copy")
+    assert copy.get_attribute("data-copy") == task_id
 
 
 def _luminance(css_rgb: str) -> float:

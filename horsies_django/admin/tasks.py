@@ -9,22 +9,24 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from horsies_django.admin import actions, common, filters, search, summary
 from horsies_django.admin.changelist import HorsiesChangeList
 from horsies_django.models import Task, TaskAttempt
+from horsies_django.types import TaskStatus
 
+# Fits beside Django's two sidebars at 1280 px: name and id share a cell, times are compact;
+# the start time is on the task's page (a running task's `duration` counts from it).
 LIST_DISPLAY = (
-    "id_link",
-    "task_name",
-    "queue_name",
+    "task",
+    "queue",
     "status_badge",
     "attempts",
-    "sent_at",
-    "started_at",
-    "finished_at",
+    "sent",
+    "finished",
     "duration",
 )
 
@@ -44,19 +46,21 @@ class TaskAttemptInline(common.AttemptColumns, _AttemptInline):
     ordering = ("attempt",)
     fields = (
         "attempt",
-        "outcome_badge",
-        "will_retry",
-        "error_code",
-        "error_message",
-        "worker",
+        "outcome_retry",
+        "error",
+        "worker_name",
         "pid",
-        "started_at",
-        "finished_at",
+        "started",
+        "finished",
         "took",
         "traceback_block",
     )
     readonly_fields = fields
     verbose_name_plural = "attempts"
+    error_chars = None  # the task's page shows whole messages
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskAttempt]:
+        return common.with_worker_names(super().get_queryset(request))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -81,7 +85,7 @@ class TaskAttemptInline(common.AttemptColumns, _AttemptInline):
 class TaskAdmin(common.ReadOnlyAdmin, _TaskAdmin):
     list_display = LIST_DISPLAY
     list_display_links = None
-    sortable_by = ("sent_at", "finished_at")
+    sortable_by = ("sent", "finished")
     list_filter = (
         "status",
         filters.QueueFilter,
@@ -190,25 +194,43 @@ class TaskAdmin(common.ReadOnlyAdmin, _TaskAdmin):
         if request.method == "POST":
             actions.require_permission(request)
         offset = 1 if self.get_actions(request) else 0
-        oldest_first = str(LIST_DISPLAY.index("sent_at") + offset)
+        oldest_first = str(LIST_DISPLAY.index("sent") + offset)
         context = {"horsies_summary": summary.build(oldest_first), **(extra_context or {})}
         return super().changelist_view(request, context)
 
-    @admin.display(description="id")
-    def id_link(self, obj: Task) -> SafeString:
-        return common.copyable_id(obj.pk, common.admin_url("task", obj.pk))
+    @admin.display(description="task")
+    def task(self, obj: Task) -> SafeString:
+        return common.task_cell(obj.task_name, obj.pk, common.admin_url("task", obj.pk))
+
+    @admin.display(description="queue")
+    def queue(self, obj: Task) -> str:
+        return obj.queue_name
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, obj: Task) -> SafeString:
+        return common.compact_time(obj.sent_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj: Task) -> SafeString:
+        return common.compact_time(obj.finished_at)
 
     @admin.display(description="status")
     def status_badge(self, obj: Task) -> SafeString:
         return common.badge(obj.status)
 
-    @admin.display(description="attempts")
+    @admin.display(description="tries")
     def attempts(self, obj: Task) -> int:
         return int(getattr(obj, "attempt_count", 0))
 
-    @admin.display(description="duration")
-    def duration(self, obj: Task) -> str:
-        return common.human_duration(obj.duration)
+    @admin.display(description="took")
+    def duration(self, obj: Task) -> SafeString:
+        """How long it ran; for a running task, how long it has been running."""
+        if obj.status == TaskStatus.RUNNING and obj.started_at:
+            return format_html(
+                '{}<br><span class="hz-quiet">so far</span>',
+                common.human_duration(timezone.now() - obj.started_at),
+            )
+        return format_html("{}", common.human_duration(obj.duration))
 
     # ------------------------------------------------------------------ detail
 
@@ -229,12 +251,19 @@ class TaskAdmin(common.ReadOnlyAdmin, _TaskAdmin):
                 if a.allowed(request) and a.applies(obj) is None
             ]
         )
-        context = {"horsies_actions": buttons, **(extra_context or {})}
-        return super().change_view(request, object_id, form_url, context)
+        context: dict[str, Any] = {"horsies_actions": buttons}
+        if obj is not None:
+            # The id is shown once, in full with its copy button (the "id" field): the
+            # heading and breadcrumbs name the task without the id that `str(task)` carries.
+            context["subtitle"] = f"{obj.task_name} ({obj.status})"
+            context["horsies_short_id"] = common.short_id(obj.pk)
+        return super().change_view(
+            request, object_id, form_url, {**context, **(extra_context or {})}
+        )
 
     @admin.display(description="id")
     def id_full(self, obj: Task) -> SafeString:
-        return format_html("<code>{}</code> {}", obj.pk, common.copyable_id(obj.pk))
+        return common.copyable_id(obj.pk, full=True)
 
     @admin.display(description="retries used")
     def retries(self, obj: Task) -> str:

@@ -5,10 +5,11 @@ document.addEventListener("click", (event) => {
   if (!button) return;
   event.preventDefault();
   const text = button.dataset.copy;
+  const title = button.title;
   const done = () => {
     button.classList.add("hz-copied");
-    button.textContent = "copied";
-    setTimeout(() => { button.classList.remove("hz-copied"); button.textContent = "copy"; }, 1200);
+    button.title = "Copied";
+    setTimeout(() => { button.classList.remove("hz-copied"); button.title = title; }, 1200);
   };
   if (navigator.clipboard && window.isSecureContext) {
     navigator.clipboard.writeText(text).then(done, () => window.prompt("Copy the id:", text));
