@@ -22,6 +22,12 @@ horsies_eager = pytest_plugin.horsies_eager
 FLAKY_RUNS: dict[str, int] = {}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_flaky_runs() -> None:
+    """Each test starts with no flaky runs counted (a repeated test would see the last's)."""
+    FLAKY_RUNS.clear()
+
+
 @app.task("tests.helpers.flaky", retry_policy=RetryPolicy.fixed([30], auto_retry_for=["FLAKY"]))
 def flaky(*, key: str) -> TaskResult[int, TaskError]:
     """Fails with FLAKY on its first run per key, then succeeds with the run count."""
