@@ -9,6 +9,7 @@ E004 duplicate queue names · E005 non-positive concurrency cap · E006 unknown 
 E007 database is not PostgreSQL · E008 psycopg 2 instead of psycopg 3 ·
 E009 task module cannot be imported · E010 built-in error code in an exception mapper ·
 E011 EXCEPTION_MAPPER key is not an exception class · E012 CUSTOM_QUEUES in DEFAULT mode ·
+E013 tasks defined while horsies_django is not in INSTALLED_APPS ·
 W001 claim lease too short for the heartbeat · W002 stale-worker threshold too short.
 """
 
@@ -79,7 +80,7 @@ def check_horsies_settings(
     except ValidationError as exc:
         parsed = None
         messages.extend(_from_validation(exc.errors(), raw))
-    messages.extend(_database_messages(raw.get("DATABASE_ALIAS", "default")))
+    messages.extend(database_messages(raw.get("DATABASE_ALIAS", "default")))
     messages.extend(_task_module_messages(raw.get("TASK_MODULES")))
     messages.extend(_mapper_messages(raw.get("EXCEPTION_MAPPER")))
     messages.extend(_registered_mapper_messages())
@@ -157,7 +158,8 @@ def _value_hint(loc: Sequence[int | str]) -> str:
 # --------------------------------------------------------------------------- databases
 
 
-def _database_messages(alias: object) -> list[CheckMessage]:
+def database_messages(alias: object) -> list[CheckMessage]:
+    """E006 for an alias missing from DATABASES, E007/E008 for a backend tasks cannot use."""
     if not isinstance(alias, str):
         return []  # reported as E002 by the model
     databases: Mapping[str, Any] = settings.DATABASES
@@ -206,6 +208,37 @@ def _no_psycopg3(alias: str, why: str) -> CheckMessage:
         "E008",
         f"Database {alias!r} needs psycopg 3, but {why}.",
         "pip install 'psycopg[binary]>=3.2' (Django uses psycopg 3 whenever it is installed).",
+    )
+
+
+# --------------------------------------------------------------------------- installation
+
+
+@register(TAG)
+def check_installed(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """E013: tasks are defined in a project whose INSTALLED_APPS lacks horsies_django.
+
+    Registered when horsies_django is imported, so it runs only if something imported it (a
+    task module) before the checks ran; a send names the same fix in any case.
+    """
+    from django.apps import apps
+
+    from horsies_django.registry import app
+
+    if apps.is_installed(TAG) or not app.definitions:
+        return []
+    return [app_not_installed(sorted(app.definitions))]
+
+
+def app_not_installed(task_names: Sequence[str]) -> CheckMessage:
+    shown = ", ".join(repr(name) for name in task_names[:5])
+    more = f" and {len(task_names) - 5} more" if len(task_names) > 5 else ""
+    return _error(
+        "E013",
+        f"Tasks are defined ({shown}{more}), but 'horsies_django' is not in INSTALLED_APPS: "
+        "its tables are never created, so every send fails, and there is no horsies_worker "
+        "command.",
+        "Add 'horsies_django' to INSTALLED_APPS, then run manage.py migrate.",
     )
 
 

@@ -5,7 +5,9 @@ or infinities, no floats it would return as integers, no ints Python cannot read
 characters or lone surrogates, string keys only, at most `MAX_NESTING_DEPTH` levels, and no
 more bytes than the caller's limit (checked while walking, before any JSON text is built).
 Pydantic models and dataclasses travel in a small envelope naming their class, so the worker
-can rebuild them as the declared type.
+can rebuild them as the declared type. A typed parameter's argument is validated against its
+annotation first; a value of that type which is not JSON (a datetime, a set) is stored as the
+JSON the worker's validation turns back into an equal value, or refused.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ import importlib
 import json
 import math
 import re
+import reprlib
 import sys
+import types
+import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, NoReturn
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from horsies_django.exceptions import EncodingError
-from horsies_django.types import TaskError, TaskResult
+from horsies_django.types import JsonValue, TaskError, TaskResult
 
 TYPE_KEY: Final = "__horsies_type__"
 DATA_KEY: Final = "data"
@@ -43,6 +49,9 @@ MAX_EXACT_FLOAT: Final = 1e16
 _INT_BOUND: Final = 10**MAX_INT_DIGITS
 _FORBIDDEN_CHARS: Final = re.compile("[\x00\ud800-\udfff]")
 _PRIMITIVES: Final = (str, bool, int, float, type(None))
+# Pydantic errors quoted in a refusal, and how much of the offending input they show.
+MAX_QUOTED_ERRORS: Final = 3
+_BRIEF: Final = reprlib.Repr(maxstring=60, maxother=60, maxlist=4, maxdict=4, maxlevel=2)
 
 
 class TooLargeError(EncodingError):
@@ -86,10 +95,73 @@ def encode(value: Any, path: str = "value", *, limit: int | None = None) -> Any:
     return _Walk(limit).value(value, path, 0)
 
 
-def encode_arguments(kwargs: Mapping[str, Any], limit: int) -> str:
-    """The JSON text of a send's keyword arguments, at most `limit` bytes (UTF-8)."""
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """What a parameter's annotation accepts at send (built once per task definition).
+
+    `adapter` None: any JSON value, checked by the codec alone (`Any`, `JsonValue`, no
+    annotation). `as_is`: value types stored without pydantic (the annotation's JSON scalars,
+    models and dataclasses), so the common send skips validation.
+    """
+
+    adapter: TypeAdapter[Any] | None
+    as_is: frozenset[type]
+    label: str
+
+
+ANY_JSON: Final = Declared(None, frozenset(), "any JSON value")
+_JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_STDLIB_PREFIX: Final = re.compile(r"(?<![\w.])(?:typing|builtins|datetime|decimal|uuid|enum)\.")
+
+
+def declared_type(annotation: Any, adapter: TypeAdapter[Any] | None) -> Declared:
+    """The send-side view of a parameter annotated `annotation` (validated by `adapter`)."""
+    if adapter is None or annotation is JsonValue:
+        return ANY_JSON
+    origin = typing.get_origin(annotation)
+    members = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else ()
+    as_is = frozenset(t for t in members or (annotation,) if _stored_as_is(t))
+    return Declared(adapter, as_is, type_label(annotation))
+
+
+def _stored_as_is(annotation: Any) -> bool:
+    """A value of exactly this class is stored as it is: it is its own JSON or envelope."""
+    if annotation is None:
+        return True
+    if not isinstance(annotation, type):
+        return False
+    return (
+        annotation in _JSON_SCALARS
+        or issubclass(annotation, BaseModel)
+        or dataclasses.is_dataclass(annotation)
+    )
+
+
+def type_label(annotation: Any) -> str:
+    """`int`, `list[Order]`, `datetime | None`: an annotation as messages name it."""
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__qualname__
+    return _STDLIB_PREFIX.sub("", str(annotation))
+
+
+def encode_arguments(
+    kwargs: Mapping[str, Any], limit: int, declared: Mapping[str, Declared] | None = None
+) -> str:
+    """The JSON text of a send's keyword arguments, at most `limit` bytes (UTF-8).
+
+    Each argument is checked against its parameter's `Declared` type when given (else as any
+    JSON value); `EncodingError` names the argument, the type and the problem.
+    """
     walk = _Walk(limit)
-    text = dumps({name: walk.value(value, name, 0) for name, value in kwargs.items()})
+    declared = declared or {}
+    encoded: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        expected = declared.get(name, ANY_JSON)
+        if expected.adapter is None or type(value) in expected.as_is:
+            encoded[name] = walk.value(value, name, 0)
+        else:
+            encoded[name] = walk.typed(value, name, expected)
+    text = dumps(encoded)
     check_size(text, limit)
     return text
 
@@ -174,6 +246,30 @@ class _Walk:
             path=path,
         )
 
+    def typed(self, value: Any, name: str, expected: Declared) -> Any:
+        """Validate an argument against its declared type, then encode what was validated.
+
+        A validated value that is not JSON (a datetime, a set, an enum) is stored as its JSON
+        form when the declared type reads that form back as an equal value; else it is refused.
+        """
+        adapter = expected.adapter
+        assert adapter is not None
+        try:
+            valid = adapter.validate_python(value)
+        except ValidationError as exc:
+            raise EncodingError(_mismatch(name, value, expected, exc), path=name) from exc
+        size_before = self.size
+        try:
+            return self.value(valid, name, 0)
+        except TooLargeError:
+            raise
+        except EncodingError:
+            data = _json_form(adapter, valid)
+            if data is _NO_JSON_FORM:
+                raise
+            self.size = size_before  # the refused walk counted strings that count again
+        return self.value(data, name, 0)
+
     def primitive(self, value: str | bool | int | float | None, where: Where) -> None:
         if isinstance(value, str):
             self.text(value, where)
@@ -236,6 +332,47 @@ class _Walk:
             for key, item in data.items():
                 self.text(key, (where, None))
                 self.plain(item, (where, key), depth + 1)
+
+
+_NO_JSON_FORM: Final = object()
+
+
+def _json_form(adapter: TypeAdapter[Any], valid: Any) -> Any:
+    """`valid` dumped to JSON by its declared type, if that JSON validates back to an equal
+    value (what the worker will receive); else `_NO_JSON_FORM`."""
+    try:
+        data = adapter.dump_python(valid, mode="json")
+        same = bool(adapter.validate_python(data) == valid)
+    except Exception:  # pydantic's errors, or user objects whose __eq__ misbehaves
+        return _NO_JSON_FORM
+    return data if same else _NO_JSON_FORM
+
+
+def _mismatch(name: str, value: Any, expected: Declared, exc: ValidationError) -> str:
+    """`order_id must be int, not 'abc' (str): Input should be a valid integer, ...`."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    details = [_error_text(name, err["loc"], err["msg"]) for err in errors[:MAX_QUOTED_ERRORS]]
+    if len(errors) > MAX_QUOTED_ERRORS:
+        details.append(f"{len(errors) - MAX_QUOTED_ERRORS} more")
+    return (
+        f"{name} must be {expected.label}, not {_brief(value)} ({type(value).__qualname__}): "
+        + "; ".join(details)
+    )
+
+
+def _error_text(name: str, loc: tuple[int | str, ...], message: str) -> str:
+    where: Where = name
+    for step in loc:
+        where = (where, step)
+    return f"{spell(where)}: {message}" if loc else message
+
+
+def _brief(value: Any) -> str:
+    """A short repr of user input (a repr that raises is replaced by the type's name)."""
+    try:
+        return _BRIEF.repr(value)
+    except Exception:
+        return f"a {type(value).__qualname__}"
 
 
 def _refuse_depth(where: Where, what: str) -> NoReturn:

@@ -30,6 +30,7 @@ class Param:
     name: str
     required: bool
     adapter: TypeAdapter[Any] | None
+    declared: codec.Declared = codec.ANY_JSON  # what a send accepts for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +48,14 @@ class TaskDefinition:
     timeout_ms: int | None
     # Derived once, read by every send.
     required_params: frozenset[str] = field(init=False, repr=False, compare=False)
+    declared_types: Mapping[str, codec.Declared] = field(init=False, repr=False, compare=False)
     options_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         required = frozenset(p.name for p in self.params.values() if p.required)
         object.__setattr__(self, "required_params", required)
+        declared = {p.name: p.declared for p in self.params.values()}
+        object.__setattr__(self, "declared_types", declared)
         object.__setattr__(self, "options_json", codec.dumps(self.options_snapshot()))
 
     @property
@@ -136,10 +140,12 @@ def _params(fn: Callable[..., Any], hints: dict[str, Any], where: str) -> dict[s
                 f"so declare every parameter after a bare `*`, e.g. `def f(*, {p.name}: ...)`"
             )
         annotation = hints.get(p.name, Any)
+        adapter = _adapter(annotation, where, f"parameter {p.name!r}")
         params[p.name] = Param(
             name=p.name,
             required=p.default is inspect.Parameter.empty,
-            adapter=_adapter(annotation, where, f"parameter {p.name!r}"),
+            adapter=adapter,
+            declared=codec.declared_type(annotation, adapter),
         )
     return params
 

@@ -7,7 +7,7 @@ raises when the database is away: `get()` returns `BROKER_ERROR` (never cached),
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from asgiref.sync import sync_to_async
 
@@ -29,6 +29,9 @@ from horsies_django.types import (
     TaskStatus,
     error_result,
 )
+
+# Longer waits are mistakes (and past float range they could not be measured).
+MAX_WAIT_MS: Final = 100 * 365 * 24 * 3600 * 1000
 
 
 class TaskHandle[T]:
@@ -56,6 +59,21 @@ class TaskHandle[T]:
             RetrievalCode.TASK_NOT_FOUND, f"no task with id {self.task_id!r} (not a task UUID)"
         )
 
+    def _refuse_timeout(self, timeout_ms: object) -> TaskResult[T, TaskError] | None:
+        """INVALID_TIMEOUT unless `timeout_ms` is None or a number of milliseconds >= 0."""
+        if timeout_ms is None or (
+            isinstance(timeout_ms, int | float)
+            and not isinstance(timeout_ms, bool)
+            and 0 <= timeout_ms <= MAX_WAIT_MS  # False for NaN
+        ):
+            return None
+        return error_result(
+            RetrievalCode.INVALID_TIMEOUT,
+            f"timeout_ms={timeout_ms!r:.100} is not a wait: pass None to wait until task "
+            f"{self.task_id} finishes, or milliseconds from 0 (look once, do not wait) to "
+            f"{MAX_WAIT_MS:,} (100 years)",
+        )
+
     @classmethod
     def from_id(cls, task_id: str) -> TaskHandle[Any]:
         """Rebuild a handle for a task id stored elsewhere."""
@@ -67,6 +85,9 @@ class TaskHandle[T]:
 
     def get(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """Wait for the result; `WAIT_TIMEOUT` after `timeout_ms` (the task keeps running)."""
+        refused = self._refuse_timeout(timeout_ms)
+        if refused is not None:
+            return refused
         if self._cached is not None:
             return self._cached
         if not self._well_formed():
@@ -76,6 +97,9 @@ class TaskHandle[T]:
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """Async `get()`: waits without blocking the event loop."""
+        refused = self._refuse_timeout(timeout_ms)
+        if refused is not None:
+            return refused
         if self._cached is not None:
             return self._cached
         if not self._well_formed():

@@ -15,7 +15,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.apps import apps
 
-from horsies_django import sending
+from horsies_django import checks, sending  # noqa: F401  (checks: E013 even when not installed)
 from horsies_django.conf import horsies_settings
 from horsies_django.definitions import TaskDefinition, build_definition
 from horsies_django.exceptions import TaskDefinitionError
@@ -78,16 +78,30 @@ class TaskFunction[**P, T]:
         """Bind per-send options (`good_until`, `priority`)."""
         return BoundSend(self.definition, options)
 
+    async def schedule_async(
+        self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskSendResult[TaskHandle[T]]:
+        """`schedule()` for async code (runs the insert off the event loop)."""
+        return await self.with_options(TaskSendOptions()).schedule_async(
+            delay_seconds, *args, **kwargs
+        )
+
     def retry_send(self, error: object) -> TaskSendResult[TaskHandle[T]]:
-        """Resend the exact payload of an ENQUEUE_FAILED error."""
+        """Resend the exact payload of an ENQUEUE_FAILED or ASYNC_CONTEXT error."""
         return sending.replay(self.definition, error, scheduled=False)
 
     async def retry_send_async(self, error: object) -> TaskSendResult[TaskHandle[T]]:
+        """`retry_send()` for async code: the way to send an ASYNC_CONTEXT error's payload."""
         return await sync_to_async(self.retry_send, thread_sensitive=True)(error)
 
     def retry_schedule(self, error: object) -> TaskSendResult[TaskHandle[T]]:
-        """Resend the exact payload of an ENQUEUE_FAILED error from `schedule()`."""
+        """Resend the exact payload of an ENQUEUE_FAILED or ASYNC_CONTEXT error from
+        `schedule()`."""
         return sending.replay(self.definition, error, scheduled=True)
+
+    async def retry_schedule_async(self, error: object) -> TaskSendResult[TaskHandle[T]]:
+        """`retry_schedule()` for async code."""
+        return await sync_to_async(self.retry_schedule, thread_sensitive=True)(error)
 
 
 class BoundSend[**P, T]:
@@ -120,6 +134,15 @@ class BoundSend[**P, T]:
     ) -> TaskSendResult[TaskHandle[T]]:
         return self._reject_positional(args) or sending.send(
             self.definition, kwargs, delay_seconds=delay_seconds, options=self.options
+        )
+
+    async def schedule_async(
+        self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskSendResult[TaskHandle[T]]:
+        if sending.suppressed():
+            return sending._suppressed(self.definition)
+        return await sync_to_async(self.schedule, thread_sensitive=True)(
+            delay_seconds, *args, **kwargs
         )
 
 

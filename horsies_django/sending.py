@@ -7,13 +7,16 @@ workers, by the NOTIFY trigger) only if the caller commits.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
+from django.apps import apps
 from django.db import Error as DjangoDbError
 from django.db import InterfaceError, OperationalError, connections, transaction
 from uuid_utils.compat import uuid7
@@ -39,6 +42,7 @@ from horsies_django.types import (
 )
 
 RESEND_DELAYS_S: Final = (0.05, 0.2, 0.8)
+
 # Far beyond any real schedule, and far within what PostgreSQL's timestamps can hold.
 MAX_DELAY_S: Final = 100 * 365 * 24 * 3600
 
@@ -106,7 +110,7 @@ def _encode_arguments(
     """The arguments' JSON text, or Err: PAYLOAD_TOO_LARGE, or VALIDATION_FAILED for the rest."""
     limit = horsies_settings().MAX_PAYLOAD_BYTES
     try:
-        return codec.encode_arguments(kwargs, limit)
+        return codec.encode_arguments(kwargs, limit, definition.declared_types)
     except codec.TooLargeError as exc:
         return Err(_too_large(definition.name, exc))
     except EncodingError as exc:
@@ -267,7 +271,7 @@ def _insert_once(
             existing_sha = store.stored_enqueue_sha(alias, payload.task_id)
         except DjangoDbError as exc:
             return Err(_enqueue_failed(alias, payload, exc))
-    except DjangoDbError as exc:
+    except Exception as exc:  # the database's errors, or settings the checks would refuse
         return Err(_enqueue_failed(alias, payload, exc))
     if existing_sha is not None and existing_sha != payload.enqueue_sha:
         return Err(
@@ -286,6 +290,19 @@ def _in_atomic(alias: str) -> bool:
 
 
 def _enqueue_failed(alias: str, payload: TaskSendPayload, exc: Exception) -> TaskSendError:
+    """ENQUEUE_FAILED: retryable when the database was unreachable; a setup mistake that no
+    retry fixes (not PostgreSQL, the app not installed) is named instead of the SQL error."""
+    mistake = setup_mistake(alias, payload.task_name)
+    if mistake is None and not isinstance(exc, DjangoDbError):
+        mistake = f"{type(exc).__name__}: {exc}"  # not the database's: a retry would not help
+    if mistake is not None:
+        return TaskSendError(
+            TaskSendErrorCode.ENQUEUE_FAILED,
+            f"could not enqueue {payload.task_name} {payload.task_id}: {mistake}",
+            task_id=payload.task_id,
+            payload=payload,
+            exception=exc,
+        )
     transient = isinstance(exc, OperationalError | InterfaceError)
     if not _in_atomic(alias):
         connections[alias].close_if_unusable_or_obsolete()
@@ -304,15 +321,31 @@ def _enqueue_failed(alias: str, payload: TaskSendPayload, exc: Exception) -> Tas
     )
 
 
+def setup_mistake(alias: str, task_name: str) -> str | None:
+    """What the system checks say about the setup a send needs, if it is wrong (asked only
+    after a failed insert: `manage.py shell` and scripts do not run the checks)."""
+    from horsies_django import checks  # it imports the registry, which imports this module
+
+    found = checks.database_messages(alias)
+    if not found and not apps.is_installed("horsies_django"):
+        found = [checks.app_not_installed([task_name])]
+    if not found:
+        return None
+    return f"{found[0].msg} {found[0].hint} (system check {found[0].id})"
+
+
 def replay(
     definition: TaskDefinition, error: object, *, scheduled: bool
 ) -> TaskSendResult[TaskHandle[Any]]:
-    """Resend the exact payload of an ENQUEUE_FAILED error (same task id)."""
+    """Resend the exact payload of an ENQUEUE_FAILED or ASYNC_CONTEXT error (same task id)."""
     if suppressed():
         return _suppressed(definition)
-    if not isinstance(error, TaskSendError) or error.code != TaskSendErrorCode.ENQUEUE_FAILED:
+    if not isinstance(error, TaskSendError) or error.code not in RESENDABLE:
         code = getattr(error, "code", type(error).__name__)
-        return _invalid(f"{definition.name}: only ENQUEUE_FAILED errors can be resent, not {code}")
+        return _invalid(
+            f"{definition.name}: only ENQUEUE_FAILED and ASYNC_CONTEXT errors can be resent, "
+            f"not {code}"
+        )
     payload = error.payload
     if payload is None:
         return _invalid(f"{definition.name}: the error carries no payload to resend")
@@ -336,8 +369,13 @@ def replay(
                 payload=payload,
             )
         )
+    if in_event_loop():
+        return Err(_async_context(payload))
     return enqueue(definition, payload)
 
+
+# Errors whose payload `retry_send` (or its async twin) can send as it is.
+RESENDABLE: Final = frozenset({TaskSendErrorCode.ENQUEUE_FAILED, TaskSendErrorCode.ASYNC_CONTEXT})
 
 _PAYLOAD_FIELD_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "task_id": str,
@@ -389,12 +427,36 @@ def send(
     prepared = prepare(definition, kwargs, delay_seconds=delay_seconds, options=options)
     if isinstance(prepared, Err):
         return prepared
+    if in_event_loop():
+        return Err(_async_context(prepared.value))
     return enqueue(definition, prepared.value)
+
+
+def in_event_loop() -> bool:
+    """True in a thread running an event loop, where Django refuses synchronous queries
+    (unless DJANGO_ALLOW_ASYNC_UNSAFE is set, as Django's own guard allows)."""
+    return asyncio._get_running_loop() is not None and not os.environ.get(
+        "DJANGO_ALLOW_ASYNC_UNSAFE"
+    )
+
+
+def _async_context(payload: TaskSendPayload) -> TaskSendError:
+    """ASYNC_CONTEXT: a synchronous send on an event loop, with the payload to send it async."""
+    scheduled = payload.delay_seconds is not None
+    call, retry = ("schedule", "retry_schedule") if scheduled else ("send", "retry_send")
+    return TaskSendError(
+        TaskSendErrorCode.ASYNC_CONTEXT,
+        f"{payload.task_name}: a synchronous send inside a running event loop would block it "
+        f"(Django refuses synchronous queries there): use `await task.{call}_async(...)`, or "
+        f"pass this error to `await task.{retry}_async(err)` to send the same payload",
+        task_id=payload.task_id,
+        payload=payload,
+    )
 
 
 def _insert_many_once(
     alias: str, template: store.NewTask, rows: list[tuple[str, str, str]]
-) -> DjangoDbError | None:
+) -> Exception | None:
     """One bulk INSERT (in a savepoint inside the caller's transaction); the error, if any."""
     prepare = horsies_settings().PREPARED_STATEMENTS
     try:
@@ -403,7 +465,7 @@ def _insert_many_once(
                 store.insert_tasks(alias, template, rows, prepare=prepare)
         else:
             store.insert_tasks(alias, template, rows, prepare=prepare)
-    except DjangoDbError as exc:
+    except Exception as exc:  # the database's errors, or settings the checks would refuse
         return exc
     return None
 
@@ -442,6 +504,10 @@ def send_many(
         if isinstance(prepared, Ok):
             ready.append((i, prepared.value))
     if not ready:
+        return results
+    if in_event_loop():
+        for i, payload in ready:
+            results[i] = Err(_async_context(payload))
         return results
     settings = horsies_settings()
     alias = settings.DATABASE_ALIAS

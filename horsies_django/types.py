@@ -142,6 +142,7 @@ class RetrievalCode(StrEnum):
     TASK_NOT_FOUND = "TASK_NOT_FOUND"
     RESULT_NOT_AVAILABLE = "RESULT_NOT_AVAILABLE"
     RESULT_NOT_READY = "RESULT_NOT_READY"
+    INVALID_TIMEOUT = "INVALID_TIMEOUT"
 
 
 class OutcomeCode(StrEnum):
@@ -428,6 +429,7 @@ class TaskSendErrorCode(StrEnum):
     ENQUEUE_FAILED = "ENQUEUE_FAILED"
     PAYLOAD_MISMATCH = "PAYLOAD_MISMATCH"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    ASYNC_CONTEXT = "ASYNC_CONTEXT"
 
 
 @dataclass(frozen=True, slots=True)

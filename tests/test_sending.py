@@ -140,22 +140,24 @@ def test_with_options_sets_good_until_and_priority() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "fragment"),
+    ("task", "kwargs", "fragment"),
     [
-        ({"a": 1}, "missing required argument(s) b"),
-        ({"a": 1, "b": 2, "c": 3}, "unknown argument(s) c; the task takes a, b"),
-        ({"a": object(), "b": 1}, "argument a is a object, which is not JSON"),
-        ({"a": float("nan"), "b": 1}, "argument a is nan"),
-        ({"a": "x\x00", "b": 1}, "argument a contains a NUL character"),
-        ({"a": [1, {"k": "\ud800"}], "b": 1}, "argument a[1].k contains a lone surrogate"),
+        (add, {"a": 1}, "missing required argument(s) b"),
+        (add, {"a": 1, "b": 2, "c": 3}, "unknown argument(s) c; the task takes a, b"),
+        (add, {"a": object(), "b": 1}, "argument a must be int, not <object object at"),
+        (add, {"a": float("nan"), "b": 1}, "argument a must be int, not nan (float)"),
+        (echo, {"value": object()}, "argument value is a object, which is not JSON"),
+        (echo, {"value": float("nan")}, "argument value is nan"),
+        (echo, {"value": "x\x00"}, "argument value contains a NUL character"),
+        (echo, {"value": [1, {"k": "\ud800"}]}, "argument value[1].k contains a lone surrogate"),
     ],
 )
 def test_bad_arguments_fail_validation_naming_the_parameter(
-    kwargs: dict[str, Any], fragment: str
+    task: Any, kwargs: dict[str, Any], fragment: str
 ) -> None:
-    error = err(add.send(**kwargs), TaskSendErrorCode.VALIDATION_FAILED)
+    error = err(task.send(**kwargs), TaskSendErrorCode.VALIDATION_FAILED)
     assert fragment in error.message
-    assert error.message.startswith("tests.add: ")
+    assert error.message.startswith(f"{task.task_name}: ")
     assert not error.retryable
     assert error.task_id is None
     assert error.payload is None
@@ -405,7 +407,7 @@ def test_conflicting_row_with_the_same_id_is_a_mismatch() -> None:
     assert row(error.task_id, "status, enqueue_sha") == ("COMPLETED", "other")
 
 
-def test_only_enqueue_failed_errors_can_be_replayed() -> None:
+def test_only_enqueue_failed_and_async_context_errors_can_be_replayed() -> None:
     validation = err(add.send(a=1), TaskSendErrorCode.VALIDATION_FAILED)  # type: ignore[call-arg]
     suppressed = TaskSendError(TaskSendErrorCode.SEND_SUPPRESSED, "x")
     enqueue_error = _enqueue_failed(lambda: add.send(a=1, b=1))
@@ -414,7 +416,7 @@ def test_only_enqueue_failed_errors_can_be_replayed() -> None:
     for bad in (validation, suppressed, mismatch, "not an error", None):
         for replay in (add.retry_send, add.retry_schedule):
             message = err(replay(bad), TaskSendErrorCode.VALIDATION_FAILED).message
-            assert "only ENQUEUE_FAILED errors can be resent" in message
+            assert "only ENQUEUE_FAILED and ASYNC_CONTEXT errors can be resent" in message
     assert (
         "no payload" in err(add.retry_send(no_payload), TaskSendErrorCode.VALIDATION_FAILED).message
     )
@@ -457,7 +459,8 @@ def test_send_many_returns_one_result_per_item_with_one_insert() -> None:
         "missing required argument(s) b"
         in err(results[1], TaskSendErrorCode.VALIDATION_FAILED).message
     )
-    assert "argument a is nan" in err(results[2], TaskSendErrorCode.VALIDATION_FAILED).message
+    nan = err(results[2], TaskSendErrorCode.VALIDATION_FAILED).message
+    assert "argument a must be int, not nan" in nan
     assert "unknown argument(s) z" in err(results[3], TaskSendErrorCode.VALIDATION_FAILED).message
     good = [ok_id(results[0]), ok_id(results[4])]
     assert all(uuid.UUID(i).version == 7 for i in good)

@@ -148,7 +148,7 @@ def test_task_error_user_code_and_stored_round_trip() -> None:
 def test_code_enums_are_distinct_and_complete() -> None:
     assert {c.value for c in TaskSendErrorCode} == {
         "SEND_SUPPRESSED", "VALIDATION_FAILED", "ENQUEUE_FAILED", "PAYLOAD_MISMATCH",
-        "PAYLOAD_TOO_LARGE",
+        "PAYLOAD_TOO_LARGE", "ASYNC_CONTEXT",
     }  # fmt: skip
     assert "UNHANDLED_EXCEPTION" in {c.value for c in OperationalErrorCode}
     assert "TASK_TIMEOUT" in {c.value for c in OperationalErrorCode}

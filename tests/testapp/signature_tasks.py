@@ -1,0 +1,77 @@
+"""Tasks with typed parameters, for the send-side signature tests (workers load them through
+TASK_MODULES). Each returns what it received, described with the types it arrived as."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from horsies_django import TaskError, TaskResult, app
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+    LARGE = 2
+
+
+class Parcel(BaseModel):
+    weight: Decimal
+    shipped_on: date
+    labels: set[str]
+
+
+class FragileParcel(Parcel):
+    handle_with: str
+
+
+def described(value: object) -> list[str]:
+    """`[type name, repr]`: how a value arrived, comparable in a test process."""
+    return [type(value).__qualname__, repr(value)]
+
+
+@app.task("tests.signature.typed")
+def typed(
+    *,
+    when: datetime,
+    day: date,
+    amount: Decimal,
+    ident: UUID,
+    tags: set[str],
+    colour: Colour,
+    size: Size,
+    parcel: Parcel,
+    maybe: int | None = None,
+) -> TaskResult[dict[str, list[str]], TaskError]:
+    """Every argument as it arrived on the worker."""
+    received = {
+        "when": when,
+        "day": day,
+        "amount": amount,
+        "ident": ident,
+        "tags": sorted(tags),
+        "colour": colour,
+        "size": size,
+        "parcel": parcel,
+        "maybe": maybe,
+    }
+    return TaskResult(ok={name: described(value) for name, value in received.items()})
+
+
+@app.task("tests.signature.count")
+def count(*, order_id: int, note: str = "") -> TaskResult[int, TaskError]:
+    return TaskResult(ok=order_id)
+
+
+@app.task("tests.signature.parcel")
+def parcel_task(*, parcel: Parcel) -> TaskResult[list[str], TaskError]:
+    """The class the parcel arrived as (a subclass stays a subclass)."""
+    return TaskResult(ok=described(parcel))
