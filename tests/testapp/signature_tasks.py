@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -34,8 +35,10 @@ class FragileParcel(Parcel):
 
 
 def described(value: object) -> list[str]:
-    """`[type name, repr]`: how a value arrived, comparable in a test process."""
-    return [type(value).__qualname__, repr(value)]
+    """`[type name, text]`: how a value arrived, comparable with the value sent (sets sorted;
+    a datetime's text keeps its UTC offset, whatever tzinfo class carries it)."""
+    text = str(sorted(value)) if isinstance(value, set | frozenset) else str(value)
+    return [type(value).__qualname__, text]
 
 
 @app.task("tests.signature.typed")
@@ -57,7 +60,7 @@ def typed(
         "day": day,
         "amount": amount,
         "ident": ident,
-        "tags": sorted(tags),
+        "tags": tags,
         "colour": colour,
         "size": size,
         "parcel": parcel,
@@ -75,3 +78,8 @@ def count(*, order_id: int, note: str = "") -> TaskResult[int, TaskError]:
 def parcel_task(*, parcel: Parcel) -> TaskResult[list[str], TaskError]:
     """The class the parcel arrived as (a subclass stays a subclass)."""
     return TaskResult(ok=described(parcel))
+
+
+@app.task("tests.signature.annotate")
+def annotate(*, meta: dict[str, Any]) -> TaskResult[dict[str, Any], TaskError]:
+    return TaskResult(ok=meta)
