@@ -22,8 +22,8 @@ from horsies_django.db import store, testing_queries
 from horsies_django.db.store import Claimed
 from horsies_django.execution import Outcome, failure, run_task
 from horsies_django.handles import TaskHandle
+from horsies_django.outcomes import decide
 from horsies_django.types import OperationalErrorCode, TaskError, TaskResult, TaskStatus
-from horsies_django.worker.completer import decide
 
 # The worker id recorded on claims and attempts made in-process.
 IN_PROCESS_WORKER_ID: Final = uuid.uuid5(uuid.NAMESPACE_URL, "horsies-django:in-process")

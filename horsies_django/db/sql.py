@@ -253,7 +253,12 @@ WHERE claimed_by = %s AND status IN ('CLAIMED', 'RUNNING')
 """
 
 # A worker connection idle this long is dead or frozen: end it, releasing its advisory locks.
-IDLE_SESSION_TIMEOUT: Final = "SELECT set_config('idle_session_timeout', %s, false)"
+# Both idle states count: a worker frozen between two statements of a transaction (the
+# rescuer's) leaves its session "idle in transaction", which idle_session_timeout ignores.
+IDLE_SESSION_TIMEOUT: Final = """
+SELECT set_config('idle_session_timeout', %s, false),
+    set_config('idle_in_transaction_session_timeout', %s, false)
+"""
 
 STOP_WORKER: Final = """
 UPDATE horsies_worker SET state = 'STOPPED', stopped_at = now(), heartbeat_at = now(),

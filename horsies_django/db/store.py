@@ -393,7 +393,7 @@ def held_tasks(conn: psycopg.Connection[Row], worker_id: uuid.UUID) -> list[tupl
 
 
 def set_idle_session_timeout(conn: psycopg.Connection[Row], timeout_ms: int) -> None:
-    conn.execute(sql.IDLE_SESSION_TIMEOUT, (f"{timeout_ms}ms",))
+    conn.execute(sql.IDLE_SESSION_TIMEOUT, (f"{timeout_ms}ms", f"{timeout_ms}ms"))
 
 
 def connect_worker(params: dict[str, Any]) -> psycopg.Connection[Row]:

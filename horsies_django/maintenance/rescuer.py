@@ -16,8 +16,8 @@ import psycopg
 from horsies_django.conf import HorsiesSettings
 from horsies_django.db import store
 from horsies_django.execution import failure
+from horsies_django.outcomes import decide
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
-from horsies_django.worker.completer import decide
 
 logger = logging.getLogger("horsies_django.maintenance")
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from tests.conftest import sql_value, wait_until
+from tests.conftest import database_url, sql_value, wait_until
 from tests.faults.helpers import (
+    FaultWorker,
     StartFaultWorker,
     attempts,
     leads_maintenance,
+    local_ports,
+    rows,
     task_status,
     wait_marker,
 )
@@ -92,3 +97,59 @@ def test_tasks_of_a_frozen_maintenance_leader_are_recovered(
         what="the frozen leader to be marked DEAD",
     )
     assert target.get(timeout_ms=30_000).ok_value in other.live_children()
+
+
+def _leader_backend(worker: FaultWorker) -> tuple[int, str, str | None] | None:
+    """(backend pid, state, wait event type) of the session holding the maintenance lock."""
+    from horsies_django.maintenance.leader import LEADER_LOCK_KEY
+
+    found = rows(
+        worker.url,
+        "SELECT a.pid, a.state, a.wait_event_type, a.client_port FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.objid = %s::bigint::oid",
+        LEADER_LOCK_KEY,
+    )
+    local = local_ports(worker.pid)
+    mine = [(int(pid), str(state), wait) for pid, state, wait, port in found if port in local]
+    return mine[0] if mine else None
+
+
+def test_a_leader_frozen_inside_a_maintenance_transaction_is_replaced(
+    fault_worker: StartFaultWorker,
+) -> None:
+    """A leader frozen between two statements of the rescuer's transaction leaves its session
+    "idle in transaction", where `idle_session_timeout` does not apply: without a timeout for
+    that state too, it would hold the maintenance lock for ever and nobody would rescue."""
+    leader = fault_worker("--processes", "1")
+    wait_until(lambda: leads_maintenance(leader), what="the first worker to lead maintenance")
+    decoy = str(uuid.uuid4())
+    with psycopg.connect(leader.url or database_url(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO horsies_worker (id, name, hostname, pid, processes, queues, state, "
+            "started_at, heartbeat_at) VALUES (%s, 'decoy', 'decoy', 1, 1, '[]', 'RUNNING', "
+            "now(), now())",
+            (decoy,),
+        )
+    with psycopg.connect(leader.url or database_url()) as blocker:
+        # Lock the decoy's row: once its heartbeat is stale, the leader's rescuer transaction
+        # blocks on it in its first statement.
+        blocker.execute("SELECT 1 FROM horsies_worker WHERE id = %s FOR UPDATE", (decoy,))
+        wait_until(
+            lambda: (b := _leader_backend(leader)) is not None and b[2] == "Lock",
+            what="the leader's rescuer to wait on the locked row",
+        )
+        os.kill(leader.pid, signal.SIGSTOP)
+        blocker.rollback()  # the statement completes, and the frozen client never goes on
+    wait_until(
+        lambda: (b := _leader_backend(leader)) is None or b[1] == "idle in transaction",
+        what="the frozen leader's session to be idle in its transaction",
+    )
+    other = fault_worker("--processes", "1")
+    leader_id = leader.worker_id()
+    wait_until(
+        lambda: sql_value("SELECT state FROM horsies_worker WHERE id = %s", leader_id) == "DEAD",
+        what="another worker to take over maintenance and mark the frozen leader DEAD",
+    )
+    assert leads_maintenance(other)
+    assert sql_value("SELECT state FROM horsies_worker WHERE id = %s", decoy) == "DEAD"
