@@ -42,9 +42,10 @@ from horsies_django.types import (
 )
 
 RESEND_DELAYS_S: Final = (0.05, 0.2, 0.8)
-
 # Far beyond any real schedule, and far within what PostgreSQL's timestamps can hold.
 MAX_DELAY_S: Final = 100 * 365 * 24 * 3600
+# Errors whose payload `retry_send` (or its async twin) can send as it is.
+RESENDABLE: Final = frozenset({TaskSendErrorCode.ENQUEUE_FAILED, TaskSendErrorCode.ASYNC_CONTEXT})
 
 _suppress_depth = 0
 
@@ -373,9 +374,6 @@ def replay(
         return Err(_async_context(payload))
     return enqueue(definition, payload)
 
-
-# Errors whose payload `retry_send` (or its async twin) can send as it is.
-RESENDABLE: Final = frozenset({TaskSendErrorCode.ENQUEUE_FAILED, TaskSendErrorCode.ASYNC_CONTEXT})
 
 _PAYLOAD_FIELD_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "task_id": str,

@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
+from django.test import override_settings
 
 from horsies_django import Err, Ok, RetrievalCode, TaskSendError, TaskSendErrorCode
 from horsies_django.checks import database_backend_messages
@@ -112,6 +114,20 @@ def test_a_send_to_a_database_that_is_not_postgresql_says_what_check_e007_says(
     assert str(e007.hint) in report["message"]
     assert "(system check horsies_django.E007)" in report["message"]
     assert "retry_send" not in report["message"]
+    assert task_count() == 0
+
+
+def test_a_send_to_an_alias_missing_from_databases_says_what_check_e006_says() -> None:
+    """Before: django.utils.connection.ConnectionDoesNotExist was raised."""
+    with override_settings(HORSIES={**settings.HORSIES, "DATABASE_ALIAS": "nowhere"}):
+        result = add.send(a=1, b=2)
+    assert isinstance(result, Err), result
+    assert result.error.code is TaskSendErrorCode.ENQUEUE_FAILED
+    assert not result.error.retryable
+    assert "HORSIES['DATABASE_ALIAS'] is 'nowhere', which is not in settings.DATABASES" in (
+        result.error.message
+    )
+    assert "(system check horsies_django.E006)" in result.error.message
     assert task_count() == 0
 
 
