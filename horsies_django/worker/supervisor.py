@@ -1,16 +1,10 @@
 """The worker parent: one event loop that wires the worker's services together.
 
-Only this process writes task rows. It waits on everything at once (the LISTEN socket, every
-child's pipe and process sentinel, the claim and outcome connections, a signal pipe) and lets
-each service act on what is ready:
-
-- `ConnectionKeeper` (connections.py): the main, claim and LISTEN connections, reconnecting;
-- `Producer` (producer.py): claims, the tasks held ready and the claim-ahead policy, timers;
-- `Dispatcher` (dispatcher.py): children, their outcomes, crashes, timeouts, recycling;
-- `OutcomeRecorder` + `Completer` (recorder.py, completer.py): outcomes recorded in batches;
-- `Heartbeat` (heartbeat.py): the worker row, the leases, maintenance when leading.
-
-The supervisor keeps the loop, the signals and stopping, and reconciling after a reconnect.
+It waits on everything at once (the LISTEN socket, every child's pipe and sentinel, the claim
+and outcome connections, a signal pipe) and lets each service act on what is ready: the
+`ConnectionKeeper`, the `Producer` (claims, held tasks), the `Dispatcher` (children), the
+`OutcomeRecorder` over the `Completer`, and the `Heartbeat`. It keeps the loop, the signals and
+stopping, and reconciling after a reconnect.
 """
 
 from __future__ import annotations
@@ -22,7 +16,6 @@ import signal
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Final
 
@@ -36,6 +29,7 @@ from horsies_django.worker.completer import Completer
 from horsies_django.worker.connections import ConnectionKeeper
 from horsies_django.worker.dispatcher import Dispatcher
 from horsies_django.worker.heartbeat import Heartbeat
+from horsies_django.worker.options import WorkerOptions
 from horsies_django.worker.pool import Pool
 from horsies_django.worker.producer import Producer
 from horsies_django.worker.readiness import Readiness
@@ -45,17 +39,6 @@ logger = logging.getLogger("horsies_django.worker")
 
 DB_ERRORS: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 EXIT_CHILDREN_FAILED: Final = 3  # the exit status when the pool's children cannot start
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    processes: int
-    queues: tuple[str, ...] | None = None
-    max_tasks_per_child: int = 0
-    max_memory_per_child_mb: int = 0
-    worker_name: str | None = None
-    shutdown_timeout_s: float = 30.0
-    settings_module: str | None = None
 
 
 class Supervisor:
@@ -90,7 +73,9 @@ class Supervisor:
         self._install_signal_handlers()
         self._connect_or_die()
         self.pool = Pool(self.options.processes, self.options.settings_module)
-        self.recorder = OutcomeRecorder(self.completer, self.worker_id, self._retry_due_in)
+        self.recorder = OutcomeRecorder(
+            self.completer, self.worker_id, lambda seconds: self.producer.due_in(seconds)
+        )
         self.producer = Producer(
             self.settings, self.planner, self.worker_id, self.pool, self.recorder, self._lost
         )
@@ -217,23 +202,14 @@ class Supervisor:
             self._handle_ready(obj)
 
     def _wait_objects(self) -> list[Any]:
-        objs: list[Any] = [self._signal_r, *self.pool.wait_objects()]
-        for waitable in (
-            self.keeper.listener,
-            self.completer.waitable(),
-            self.producer.waitable(),
-        ):
-            if waitable is not None:
-                objs.append(waitable)
-        return objs
+        sockets = (self.keeper.listener, self.completer.waitable(), self.producer.waitable())
+        return [self._signal_r, *self.pool.wait_objects(), *(s for s in sockets if s is not None)]
 
     def _next_wake(self) -> float:
         now = time.monotonic()
         wakes = [*self.heartbeat.wakes(), *self.producer.wakes(now)]
         wakes.extend(self.dispatcher.timeout_wakes())
-        for wake in (self.keeper.wake(), self.completer.next_wake()):
-            if wake is not None:
-                wakes.append(wake)
+        wakes.extend(w for w in (self.keeper.wake(), self.completer.next_wake()) if w is not None)
         if self.stop_deadline is not None and not self.forced:
             wakes.append(self.stop_deadline)
         return max(now, min(wakes))
@@ -252,9 +228,6 @@ class Supervisor:
             slot = self.pool.slot_for(obj)
             if slot is not None:
                 self.dispatcher.handle(slot, obj)
-
-    def _retry_due_in(self, seconds: float) -> None:
-        self.producer.due_in(seconds)
 
     # ------------------------------------------------------------------ the main connection
 

@@ -15,7 +15,8 @@ from horsies_django.conf import horsies_settings
 from horsies_django.exceptions import ConfigurationError
 from horsies_django.management.argtypes import int_between, non_negative_int, positive_seconds
 from horsies_django.registry import app
-from horsies_django.worker.supervisor import Supervisor, WorkerOptions
+from horsies_django.worker.options import WorkerOptions
+from horsies_django.worker.supervisor import Supervisor
 
 logger = logging.getLogger("horsies_django.worker")
 
