@@ -9,9 +9,10 @@ class HorsiesDjangoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from horsies_django import checks, registry  # noqa: F401  (checks register themselves)
+        from horsies_django import checks, eager, registry  # noqa: F401  (checks register)
         from horsies_django.exceptions import ConfigurationError
 
+        eager.install()
         try:
             registry.autodiscover()
         except ConfigurationError:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from horsies_django import conf
+from horsies_django.registered import suppress_sends, table
 from horsies_django.types import BUILTIN_CODES, check_user_code
 
 TAG: Final = "horsies_django"
@@ -223,11 +224,9 @@ def check_installed(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> 
     """
     from django.apps import apps
 
-    from horsies_django.registry import app
-
-    if apps.is_installed(TAG) or not app.definitions:
+    if apps.is_installed(TAG) or not table.definitions:
         return []
-    return [app_not_installed(sorted(app.definitions))]
+    return [app_not_installed(sorted(table.definitions))]
 
 
 def app_not_installed(task_names: Sequence[str]) -> CheckMessage:
@@ -248,8 +247,6 @@ def app_not_installed(task_names: Sequence[str]) -> CheckMessage:
 def _task_module_messages(modules: object) -> list[CheckMessage]:
     if not isinstance(modules, list | tuple):
         return []  # None means autodiscovery; other types are E002
-    from horsies_django.sending import suppress_sends
-
     messages: list[CheckMessage] = []
     for name in modules:
         if not isinstance(name, str):
@@ -310,10 +307,8 @@ def _code_messages(code: str, where: str, obj: Any = None) -> Iterator[CheckMess
 
 
 def _registered_mapper_messages() -> list[CheckMessage]:
-    from horsies_django.registry import app
-
     messages: list[CheckMessage] = []
-    for name, definition in sorted(app.definitions.items()):
+    for name, definition in sorted(table.definitions.items()):
         for exc_type, code in definition.exception_mapper.items():
             where = f"task {name!r}: exception_mapper[{exc_type.__name__}]"
             messages.extend(m for m in _code_messages(code, where, name) if m.id == _id("E010"))

@@ -1,6 +1,7 @@
 """Running sent tasks in the current process, on the caller's database connection.
 
-Used by eager mode (`HORSIES["EAGER"] = True`: a send runs its task at once) and by
+Used by eager mode (`HORSIES["EAGER"] = True`: a send runs its task at once; `install()`,
+called from AppConfig.ready, hands `sending` the runner) and by
 `horsies_django.testing.run_pending`. A task goes through the same claim, retry decision and
 finish statement as on a worker, so its row, attempts and `handle.get()` look the same; only
 the process differs. Nothing here is meant for production traffic.
@@ -10,19 +11,20 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from django.db import connections
 
-from horsies_django import codec, signals
+from horsies_django import codec, sending, signals
 from horsies_django.conf import horsies_settings
 from horsies_django.db import store, testing_queries
 from horsies_django.db.store import Claimed
 from horsies_django.execution import Outcome, failure, run_task
 from horsies_django.handles import TaskHandle
 from horsies_django.outcomes import decide
+from horsies_django.registered import table
 from horsies_django.types import OperationalErrorCode, TaskError, TaskResult, TaskStatus
 
 # The worker id recorded on claims and attempts made in-process.
@@ -58,9 +60,7 @@ def lease_s() -> float:
 
 def run_claimed(alias: str, claimed: Claimed) -> RanTask:
     """Run a task this process claimed and record the outcome like a worker would."""
-    from horsies_django.registry import app
-
-    definition = app.get(claimed.task_name)
+    definition = table.get(claimed.task_name)
     outcome = _run_in_savepoint(
         alias,
         lambda: run_task(
@@ -135,3 +135,14 @@ def run_sent(task_id: str) -> RanTask | None:
         if not last.will_retry:
             return last
     return last
+
+
+def run_all_sent(task_ids: Sequence[str]) -> None:
+    """Eager mode: run tasks just sent, one after another (see `run_sent`)."""
+    for task_id in task_ids:
+        run_sent(task_id)
+
+
+def install() -> None:
+    """Make sends run their tasks here when HORSIES['EAGER'] is set."""
+    sending.set_eager_runner(run_all_sent)

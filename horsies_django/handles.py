@@ -12,6 +12,7 @@ from typing import Any, Final
 from asgiref.sync import sync_to_async
 
 from horsies_django import results
+from horsies_django.cancelling import cancel
 from horsies_django.conf import horsies_settings
 from horsies_django.db import store
 from horsies_django.types import (
@@ -174,8 +175,6 @@ class TaskHandle[T]:
 
     def cancel(self) -> BrokerResult[None]:
         """Cancel a PENDING or CLAIMED task; a RUNNING or finished task is refused."""
-        from horsies_django.cancelling import cancel
-
         if not self._well_formed():
             return Err(BrokerError(BrokerErrorCode.TASK_NOT_FOUND, f"no task {self.task_id!r}"))
         done = results.read_or_error(self._alias, lambda: cancel(self.task_id))

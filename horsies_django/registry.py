@@ -1,7 +1,7 @@
 """The task registry: the `@app.task` decorator and discovery of task modules.
 
 Task modules are imported in `AppConfig.ready()`, with sends suppressed while they import;
-a task name maps to exactly one function in a process.
+a task name maps to exactly one function in a process (the table is `registered.table`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from horsies_django.definitions import TaskDefinition, build_definition
 from horsies_django.exceptions import TaskDefinitionError
 from horsies_django.execution import call_directly
 from horsies_django.handles import TaskHandle
+from horsies_django.registered import TaskTable, suppress_sends, suppressed, table
 from horsies_django.retry import RetryPolicy
 from horsies_django.types import TaskError, TaskResult, TaskSendOptions, TaskSendResult
 
@@ -114,7 +115,7 @@ class BoundSend[**P, T]:
     def _reject_positional(self, args: tuple[Any, ...]) -> TaskSendResult[TaskHandle[T]] | None:
         if not args:
             return None
-        return sending._invalid(
+        return sending.invalid(
             f"{self.definition.name}: got {len(args)} positional argument(s); "
             "task arguments are keyword-only, e.g. .send(order_id=1)"
         )
@@ -125,8 +126,8 @@ class BoundSend[**P, T]:
         )
 
     async def send_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
-        if sending.suppressed():
-            return sending._suppressed(self.definition)
+        if suppressed():
+            return sending.suppressed_error(self.definition)
         return await sync_to_async(self.send, thread_sensitive=True)(*args, **kwargs)
 
     def schedule(
@@ -139,19 +140,26 @@ class BoundSend[**P, T]:
     async def schedule_async(
         self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs
     ) -> TaskSendResult[TaskHandle[T]]:
-        if sending.suppressed():
-            return sending._suppressed(self.definition)
+        if suppressed():
+            return sending.suppressed_error(self.definition)
         return await sync_to_async(self.schedule, thread_sensitive=True)(
             delay_seconds, *args, **kwargs
         )
 
 
 class Registry:
-    """Process-wide registry of tasks (exported as `horsies_django.app`)."""
+    """Process-wide registry of tasks (exported as `horsies_django.app`) over a `TaskTable`."""
 
-    def __init__(self) -> None:
-        self.definitions: dict[str, TaskDefinition] = {}
-        self.discovered = False
+    def __init__(self, tasks: TaskTable) -> None:
+        self.tasks = tasks
+
+    @property
+    def definitions(self) -> dict[str, TaskDefinition]:
+        return self.tasks.definitions
+
+    @property
+    def discovered(self) -> bool:
+        return self.tasks.discovered
 
     def task[**P, T](
         self,
@@ -180,33 +188,20 @@ class Registry:
                 default_unhandled_error_code=default_unhandled_error_code,
                 timeout_ms=timeout_ms,
             )
-            self._add(definition)
+            self.tasks.add(definition)
             return TaskFunction(definition)
 
         return register
 
-    def _add(self, definition: TaskDefinition) -> None:
-        existing = self.definitions.get(definition.name)
-        if existing is not None and _origin(existing.fn) != _origin(definition.fn):
-            raise TaskDefinitionError(
-                f"task name {definition.name!r} is already registered by "
-                f"{_origin(existing.fn)}; {_origin(definition.fn)} must use another name"
-            )
-        self.definitions[definition.name] = definition
-
     def get(self, task_name: str) -> TaskDefinition | None:
-        return self.definitions.get(task_name)
+        return self.tasks.get(task_name)
 
     def unregister(self, task_name: str) -> None:
         """Forget a task (for tests that register throwaway tasks)."""
-        self.definitions.pop(task_name, None)
+        self.tasks.unregister(task_name)
 
 
-def _origin(fn: Callable[..., Any]) -> str:
-    return f"{fn.__module__}.{getattr(fn, '__qualname__', fn)}"
-
-
-app = Registry()
+app = Registry(table)
 task = app.task
 
 
@@ -232,7 +227,7 @@ def _has_submodule(package: str, name: str) -> bool:
 
 def autodiscover() -> None:
     """Import every task module with sends suppressed (called from AppConfig.ready)."""
-    with sending.suppress_sends():
+    with suppress_sends():
         for module_name in task_module_names():
             try:
                 importlib.import_module(module_name)
@@ -241,4 +236,4 @@ def autodiscover() -> None:
                     raise
                 # Reported by the horsies_django.E009 system check, which names the fix.
                 logger.error("task module %s cannot be imported: %s", module_name, exc)
-    app.discovered = True
+    table.discovered = True

@@ -25,6 +25,7 @@ from horsies_django import codec
 from horsies_django.conf import horsies_settings
 from horsies_django.db import sql, store
 from horsies_django.db.notify import BackgroundListener
+from horsies_django.registered import table
 from horsies_django.types import (
     Err,
     Ok,
@@ -160,9 +161,7 @@ def broker_error_result(task_id: str, exc: Exception) -> TaskResult[Any, TaskErr
 
 def return_adapter(task_name: str | None) -> TypeAdapter[Any] | None:
     """The validator of a task's declared result type, if the task is registered here."""
-    from horsies_django.registry import app
-
-    definition = app.get(task_name) if task_name else None
+    definition = table.get(task_name) if task_name else None
     return definition.return_adapter if definition else None
 
 

@@ -11,7 +11,7 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
@@ -21,12 +21,14 @@ from django.db import Error as DjangoDbError
 from django.db import InterfaceError, OperationalError, connections, transaction
 from uuid_utils.compat import uuid7
 
-from horsies_django import codec, signals
+from horsies_django import checks, codec, signals
 from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
 from horsies_django.db import store
 from horsies_django.definitions import TaskDefinition
 from horsies_django.exceptions import EncodingError
 from horsies_django.handles import TaskHandle
+from horsies_django.registered import suppress_sends as suppress_sends
+from horsies_django.registered import suppressed as suppressed
 from horsies_django.types import (
     DEFAULT_PRIORITY,
     PRIORITY_MAX,
@@ -47,27 +49,21 @@ MAX_DELAY_S: Final = 100 * 365 * 24 * 3600
 # Errors whose payload `retry_send` (or its async twin) can send as it is.
 RESENDABLE: Final = frozenset({TaskSendErrorCode.ENQUEUE_FAILED, TaskSendErrorCode.ASYNC_CONTEXT})
 
-_suppress_depth = 0
+type EagerRunner = Callable[[Sequence[str]], None]
+
+# HORSIES['EAGER']: what runs just-inserted tasks in this process. Eager mode is a runtime above
+# this module, so it installs itself here (`eager.install()`, from AppConfig.ready).
+_eager_runner: EagerRunner | None = None
 
 
-def suppressed() -> bool:
-    """True while task modules are being imported (sends would run at import time)."""
-    return _suppress_depth > 0
+def set_eager_runner(runner: EagerRunner | None) -> None:
+    """Install the function that runs tasks just sent when HORSIES['EAGER'] is set."""
+    global _eager_runner
+    _eager_runner = runner
 
 
-class suppress_sends:  # noqa: N801 - used as a context manager, reads like a statement
-    """Within this block, every send returns Err(SEND_SUPPRESSED) and writes nothing."""
-
-    def __enter__(self) -> None:
-        global _suppress_depth
-        _suppress_depth += 1
-
-    def __exit__(self, *_: object) -> None:
-        global _suppress_depth
-        _suppress_depth -= 1
-
-
-def _invalid(message: str, exc: BaseException | None = None) -> Err[TaskSendError]:
+def invalid(message: str, exc: BaseException | None = None) -> Err[TaskSendError]:
+    """Err(VALIDATION_FAILED) with `message` (and the exception that caused it, if any)."""
     return Err(TaskSendError(TaskSendErrorCode.VALIDATION_FAILED, message, exception=exc))
 
 
@@ -84,11 +80,11 @@ def prepare(
     """Check and encode one send; Ok(payload) ready to insert, or Err(VALIDATION_FAILED)."""
     problem = _check_arguments(definition, kwargs) or _check_delay(delay_seconds)
     if problem:
-        return _invalid(f"{definition.name}: {problem}")
+        return invalid(f"{definition.name}: {problem}")
     opts = TaskSendOptions() if options is None else options
     problem = _check_options(opts)
     if problem:
-        return _invalid(f"{definition.name}: {problem}")
+        return invalid(f"{definition.name}: {problem}")
     kwargs_json = _encode_arguments(definition, kwargs)
     if isinstance(kwargs_json, Err):
         return kwargs_json
@@ -115,9 +111,9 @@ def _encode_arguments(
     except codec.TooLargeError as exc:
         return Err(_too_large(definition.name, exc))
     except EncodingError as exc:
-        return _invalid(f"{definition.name}: argument {exc}", exc)
+        return invalid(f"{definition.name}: argument {exc}", exc)
     except Exception as exc:  # user objects misbehaving (a Mapping whose items() raise, ...)
-        return _invalid(
+        return invalid(
             f"{definition.name}: the arguments could not be encoded "
             f"({type(exc).__name__}: {exc!s:.500}); pass JSON values, pydantic models or "
             "dataclasses",
@@ -250,10 +246,8 @@ def _announce(definition: TaskDefinition, task_ids: Sequence[str]) -> None:
 
 def _run_eagerly(task_ids: Sequence[str]) -> None:
     """HORSIES['EAGER']: run just-inserted tasks now, in this process (tests only)."""
-    from horsies_django.eager import run_sent  # eager imports the registry, which imports us
-
-    for task_id in task_ids:
-        run_sent(task_id)
+    if _eager_runner is not None:
+        _eager_runner(task_ids)
 
 
 def _insert_once(
@@ -325,8 +319,6 @@ def _enqueue_failed(alias: str, payload: TaskSendPayload, exc: Exception) -> Tas
 def setup_mistake(alias: str, task_name: str) -> str | None:
     """What the system checks say about the setup a send needs, if it is wrong (asked only
     after a failed insert: `manage.py shell` and scripts do not run the checks)."""
-    from horsies_django import checks  # it imports the registry, which imports this module
-
     found = checks.database_messages(alias)
     if not found and not apps.is_installed("horsies_django"):
         found = [checks.app_not_installed([task_name])]
@@ -340,26 +332,26 @@ def replay(
 ) -> TaskSendResult[TaskHandle[Any]]:
     """Resend the exact payload of an ENQUEUE_FAILED or ASYNC_CONTEXT error (same task id)."""
     if suppressed():
-        return _suppressed(definition)
+        return suppressed_error(definition)
     if not isinstance(error, TaskSendError) or error.code not in RESENDABLE:
         code = getattr(error, "code", type(error).__name__)
-        return _invalid(
+        return invalid(
             f"{definition.name}: only ENQUEUE_FAILED and ASYNC_CONTEXT errors can be resent, "
             f"not {code}"
         )
     payload = error.payload
     if payload is None:
-        return _invalid(f"{definition.name}: the error carries no payload to resend")
+        return invalid(f"{definition.name}: the error carries no payload to resend")
     problem = _malformed(payload)
     if problem:
-        return _invalid(f"{definition.name}: the error's payload {problem}; send anew with send()")
+        return invalid(f"{definition.name}: the error's payload {problem}; send anew with send()")
     if payload.task_name != definition.name:
-        return _invalid(
+        return invalid(
             f"{definition.name}: this error belongs to task {payload.task_name!r}; "
             f"call {payload.task_name}.retry_send(err)"
         )
     if scheduled and payload.delay_seconds is None:
-        return _invalid(f"{definition.name}: retry_schedule needs an error from schedule()")
+        return invalid(f"{definition.name}: retry_schedule needs an error from schedule()")
     if payload_sha(payload) != payload.enqueue_sha or payload.queue_name != definition.queue_name:
         return Err(
             TaskSendError(
@@ -402,7 +394,8 @@ def _malformed(payload: object) -> str | None:
     return None
 
 
-def _suppressed(definition: TaskDefinition) -> Err[TaskSendError]:
+def suppressed_error(definition: TaskDefinition) -> Err[TaskSendError]:
+    """Err(SEND_SUPPRESSED): a send made while task modules are imported."""
     return Err(
         TaskSendError(
             TaskSendErrorCode.SEND_SUPPRESSED,
@@ -421,7 +414,7 @@ def send(
 ) -> TaskSendResult[TaskHandle[Any]]:
     """Validate, encode and enqueue one task."""
     if suppressed():
-        return _suppressed(definition)
+        return suppressed_error(definition)
     prepared = prepare(definition, kwargs, delay_seconds=delay_seconds, options=options)
     if isinstance(prepared, Err):
         return prepared
@@ -490,10 +483,10 @@ def send_many(
     """Enqueue many tasks of one definition with a single INSERT; one Result per item."""
     read = _items(kwargs_list)
     if isinstance(read, Err):
-        return [_invalid(f"{definition.name}: {read.error}")]
+        return [invalid(f"{definition.name}: {read.error}")]
     items = read.value
     if suppressed():
-        return [_suppressed(definition) for _ in items]
+        return [suppressed_error(definition) for _ in items]
     results: list[TaskSendResult[TaskHandle[Any]]] = []
     ready: list[tuple[int, TaskSendPayload]] = []
     for i, kwargs in enumerate(items):

@@ -45,7 +45,7 @@ def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> Non
         conn.send((FAILED, error))
         return
     from horsies_django.execution import run_task
-    from horsies_django.registry import app
+    from horsies_django.registered import table as app  # a lookup: no sending, no db
 
     conn.send((READY, os.getpid()))
     while True:
