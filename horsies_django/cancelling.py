@@ -6,11 +6,12 @@ from django.db import DatabaseError
 
 from horsies_django.conf import horsies_settings
 from horsies_django.db import store
+from horsies_django.states import TaskStatus
 from horsies_django.types import BrokerError, BrokerErrorCode, BrokerResult, Err, Ok
 
 
 def cancel(task_id: str, reason: str = "cancelled by request") -> BrokerResult[None]:
-    """PENDING/CLAIMED -> CANCELLED; anything else is refused with the reason."""
+    """PENDING/CLAIMED (`CANCELLABLE_STATES`) -> CANCELLED; anything else is refused with why."""
     try:
         status = store.cancel_task(horsies_settings().DATABASE_ALIAS, str(task_id), reason)
     except DatabaseError as exc:
@@ -21,7 +22,7 @@ def cancel(task_id: str, reason: str = "cancelled by request") -> BrokerResult[N
         return Err(BrokerError(BrokerErrorCode.TASK_NOT_FOUND, f"no task with id {task_id}"))
     hint = (
         "it is already running: user code has started and cannot be interrupted"
-        if status == "RUNNING"
+        if status == TaskStatus.RUNNING
         else "it has already finished"
     )
     return Err(

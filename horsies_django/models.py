@@ -1,6 +1,6 @@
 """What is stored: tasks, their attempts, and workers.
 
-Rows are written only through `db/store.py` (raw SQL, fenced by status and claim generation);
+Rows are written only through `db/` (raw SQL, fenced by status and claim generation);
 the models describe the schema, give the admin and user code something to query, and carry
 read-only QuerySet helpers named for what they read.
 """
@@ -14,12 +14,17 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from horsies_django.types import TASK_TERMINAL_STATES, AttemptOutcome, TaskStatus
+from horsies_django.states import (
+    TASK_ACTIVE_STATES,
+    TASK_TERMINAL_STATES,
+    TASK_UNSTARTED_STATES,
+    TaskStatus,
+    in_order,
+)
+from horsies_django.types import AttemptOutcome
 
 STATUS_CHOICES = [(s.value, s.value.title()) for s in TaskStatus]
 OUTCOME_CHOICES = [(o.value, o.value.replace("_", " ").title()) for o in AttemptOutcome]
-ACTIVE_STATUSES = (TaskStatus.CLAIMED.value, TaskStatus.RUNNING.value)
-TERMINAL_STATUSES = tuple(sorted(s.value for s in TASK_TERMINAL_STATES))
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
@@ -32,10 +37,12 @@ class TaskQuerySet(models.QuerySet["Task"]):
         return self.pending().filter(enqueued_at__lte=now).exclude(good_until__lte=now)
 
     def active(self) -> TaskQuerySet:
-        return self.filter(status__in=ACTIVE_STATUSES)
+        """Tasks a worker holds (`TASK_ACTIVE_STATES`)."""
+        return self.filter(status__in=in_order(TASK_ACTIVE_STATES))
 
     def terminal(self) -> TaskQuerySet:
-        return self.filter(status__in=TERMINAL_STATUSES)
+        """Finished tasks (`TASK_TERMINAL_STATES`)."""
+        return self.filter(status__in=in_order(TASK_TERMINAL_STATES))
 
     def failed_since(self, since: datetime) -> TaskQuerySet:
         return self.filter(status=TaskStatus.FAILED, finished_at__gte=since)
@@ -81,17 +88,17 @@ class Task(models.Model):
             # Shaped like the claim: PENDING rows only, in claim order within a queue.
             models.Index(
                 fields=["queue_name", "priority", "enqueued_at", "id"],
-                condition=Q(status="PENDING"),
+                condition=Q(status=TaskStatus.PENDING.value),
                 name="horsies_task_claim_idx",
             ),
             models.Index(
                 fields=["claimed_by"],
-                condition=Q(status__in=["CLAIMED", "RUNNING"]),
+                condition=Q(status__in=in_order(TASK_ACTIVE_STATES)),
                 name="horsies_task_active_idx",
             ),
             models.Index(
                 fields=["good_until"],
-                condition=Q(status__in=["PENDING", "CLAIMED"], good_until__isnull=False),
+                condition=Q(status__in=in_order(TASK_UNSTARTED_STATES), good_until__isnull=False),
                 name="horsies_task_deadline_idx",
             ),
             models.Index(fields=["sent_at"], name="horsies_task_sent_idx"),

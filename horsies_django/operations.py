@@ -14,9 +14,8 @@ from uuid_utils.compat import uuid7
 from horsies_django.conf import horsies_settings
 from horsies_django.db import store
 from horsies_django.handles import TaskHandle
+from horsies_django.states import REENQUEUABLE_STATES, RUN_NOW_STATES, in_order
 from horsies_django.types import BrokerError, BrokerErrorCode, BrokerResult, Err, Ok
-
-REENQUEUABLE = ("FAILED", "CANCELLED", "EXPIRED")
 
 
 def _refused(task_id: str, status: str | None, what: str, allowed: str) -> Err[BrokerError]:
@@ -31,16 +30,18 @@ def _refused(task_id: str, status: str | None, what: str, allowed: str) -> Err[B
 
 
 def reenqueue(task_id: str) -> BrokerResult[TaskHandle[Any]]:
-    """Send a FAILED, CANCELLED or EXPIRED task again as a new task with the same arguments.
+    """Send a FAILED, CANCELLED or EXPIRED task (`REENQUEUABLE_STATES`) again as a new task.
 
-    The new task records the original in `origin`; the original is left untouched.
+    The new task has the same arguments and records the original in `origin`; the original is
+    left untouched.
     """
     alias = horsies_settings().DATABASE_ALIAS
     try:
         copied = store.reenqueue_copy(alias, str(task_id), str(uuid7()))
         if copied is None:
             status = store.task_status(alias, str(task_id))
-            return _refused(str(task_id), status, "re-enqueued", "/".join(REENQUEUABLE))
+            allowed = "/".join(in_order(REENQUEUABLE_STATES))
+            return _refused(str(task_id), status, "re-enqueued", allowed)
     except DatabaseError as exc:
         return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
     new_id, task_name = copied
@@ -48,7 +49,7 @@ def reenqueue(task_id: str) -> BrokerResult[TaskHandle[Any]]:
 
 
 def run_now(task_id: str) -> BrokerResult[None]:
-    """Make a PENDING task that waits for a retry or a delay eligible right away."""
+    """Make a PENDING task (`RUN_NOW_STATES`) waiting for a retry or a delay eligible now."""
     alias = horsies_settings().DATABASE_ALIAS
     try:
         if store.run_now(alias, str(task_id)):
@@ -56,11 +57,12 @@ def run_now(task_id: str) -> BrokerResult[None]:
         status = store.task_status(alias, str(task_id))
     except DatabaseError as exc:
         return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
-    if status == "PENDING":
+    if status in RUN_NOW_STATES:  # the status allows it: the task is simply due already
         return Err(
             BrokerError(
                 BrokerErrorCode.INVALID_STATE,
                 f"task {task_id} is already eligible to run: nothing to bring forward",
             )
         )
-    return _refused(str(task_id), status, "run now", "PENDING (waiting)")
+    allowed = "/".join(in_order(RUN_NOW_STATES))
+    return _refused(str(task_id), status, "run now", f"{allowed} (waiting)")

@@ -15,6 +15,9 @@ from typing import Any, Final, Literal, NoReturn, TypeGuard, overload
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from horsies_django.states import TASK_TERMINAL_STATES as TASK_TERMINAL_STATES
+from horsies_django.states import TaskStatus as TaskStatus
+
 type JsonValue = bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None
 
 
@@ -78,28 +81,8 @@ def is_err[T, E](result: Result[T, E]) -> TypeGuard[Err[E]]:
     return isinstance(result, Err)
 
 
-# --------------------------------------------------------------------------- statuses
-
-
-class TaskStatus(StrEnum):
-    """Where a task is in its life (see docs/architecture.md for the state machine)."""
-
-    PENDING = "PENDING"
-    CLAIMED = "CLAIMED"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TASK_TERMINAL_STATES
-
-
-TASK_TERMINAL_STATES: Final = frozenset(
-    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
-)
+# --------------------------------------------------------------------------- outcomes
+# (TaskStatus and its sets live in states.py, re-exported here.)
 
 
 class AttemptOutcome(StrEnum):

@@ -25,6 +25,7 @@ from django.utils.html import format_html, format_html_join
 from horsies_django import cancelling, operations
 from horsies_django.admin.common import admin_url, short_id
 from horsies_django.models import Task
+from horsies_django.states import CANCELLABLE_STATES, REENQUEUABLE_STATES, RUN_NOW_STATES, in_order
 from horsies_django.types import BrokerError, Err, Result
 
 MAX_BATCH: Final = 500
@@ -49,19 +50,23 @@ class TaskAction:
         return bool(request.user.has_perm(self.permission))
 
 
+# The previews below judge each row by the same sets as the services that do the work.
+
+
 def _cancellable(task: Task) -> str | None:
-    return None if task.status in ("PENDING", "CLAIMED") else f"{task.status}: already started"
+    return None if task.status in CANCELLABLE_STATES else f"{task.status}: already started"
 
 
 def _reenqueuable(task: Task) -> str | None:
-    if task.status in operations.REENQUEUABLE:
+    if task.status in REENQUEUABLE_STATES:
         return None
-    return f"{task.status}: only {'/'.join(operations.REENQUEUABLE)} tasks can be re-enqueued"
+    allowed = "/".join(in_order(REENQUEUABLE_STATES))
+    return f"{task.status}: only {allowed} tasks can be re-enqueued"
 
 
 def _waiting(task: Task) -> str | None:
-    if task.status != "PENDING":
-        return f"{task.status}: only PENDING tasks can be run now"
+    if task.status not in RUN_NOW_STATES:
+        return f"{task.status}: only {'/'.join(in_order(RUN_NOW_STATES))} tasks can be run now"
     if task.enqueued_at <= timezone.now():
         return "already eligible to run"
     return None

@@ -66,7 +66,9 @@ def build(oldest_first: str) -> dict[str, list[Tile]]:
         Tile(
             q,
             _count(data.queue_depths.get(q, 0)),
-            changelist_url("task", urlencode({"status__exact": "PENDING", "queue_name": q})),
+            changelist_url(
+                "task", urlencode({"status__exact": TaskStatus.PENDING.value, "queue_name": q})
+            ),
         )
         for q in queues
     ]
@@ -75,12 +77,16 @@ def build(oldest_first: str) -> dict[str, list[Tile]]:
         Tile(
             "Oldest pending",
             human_duration(now - oldest) if oldest else "-",
-            changelist_url("task", urlencode({"status__exact": "PENDING", "o": oldest_first})),
+            changelist_url(
+                "task", urlencode({"status__exact": TaskStatus.PENDING.value, "o": oldest_first})
+            ),
         ),
         Tile(
             "Failed, last hour",
             _count(data.failed_recently),
-            changelist_url("task", urlencode({"status__exact": "FAILED", "finished": "1h"})),
+            changelist_url(
+                "task", urlencode({"status__exact": TaskStatus.FAILED.value, "finished": "1h"})
+            ),
             "hz-failed" if data.failed_recently else "",
         ),
         Tile(

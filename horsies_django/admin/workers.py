@@ -13,7 +13,8 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
 from horsies_django.admin import common, filters
-from horsies_django.models import ACTIVE_STATUSES, Task, Worker
+from horsies_django.models import Task, Worker
+from horsies_django.states import TASK_ACTIVE_STATES, in_order
 
 if TYPE_CHECKING:  # django's admin classes are generic only in the stubs
     _WorkerAdmin = admin.ModelAdmin[Worker]
@@ -69,7 +70,7 @@ class WorkerAdmin(common.ReadOnlyAdmin, _WorkerAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         # Served by the partial index on claimed_by for CLAIMED/RUNNING rows: one probe per row.
         held = (
-            Task.objects.filter(claimed_by=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+            Task.objects.filter(claimed_by=OuterRef("pk"), status__in=in_order(TASK_ACTIVE_STATES))
             .order_by()
             .values("claimed_by")
             .annotate(n=Count("pk"))
@@ -96,5 +97,7 @@ class WorkerAdmin(common.ReadOnlyAdmin, _WorkerAdmin):
     @admin.display(description="tasks running now")
     def running_now(self, obj: Worker) -> SafeString:
         n = int(getattr(obj, "running_count", 0))
-        query = urlencode({"claimed_by": str(obj.pk), "status__in": ",".join(ACTIVE_STATUSES)})
+        query = urlencode(
+            {"claimed_by": str(obj.pk), "status__in": ",".join(in_order(TASK_ACTIVE_STATES))}
+        )
         return format_html('<a href="{}">{}</a>', common.changelist_url("task", query), n)

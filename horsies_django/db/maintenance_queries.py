@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from django.db import connections, transaction
 
-TERMINAL: Final = ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED")
+from horsies_django.states import TASK_TERMINAL_STATES
 
 # --------------------------------------------------------------------------- status
 
@@ -172,7 +172,7 @@ def count_old_tasks(alias: str, status: str, age_s: float) -> Pruned:
 
 def delete_old_tasks(alias: str, status: str, age_s: float, batch: int) -> Pruned:
     """Delete up to `batch` old tasks of `status` and their attempts, in one transaction."""
-    if status not in TERMINAL:
+    if status not in TASK_TERMINAL_STATES:
         raise ValueError(f"only terminal tasks can be pruned, not {status!r}")
     params = {"status": status, "age_s": age_s, "batch": batch}
     with transaction.atomic(using=alias):

@@ -86,7 +86,11 @@ def report_expired(claimed: Claimed) -> None:
         "%s[%s] EXPIRED: its good_until passed before a child was free; it never ran",
         claimed.task_name,
         claimed.task_id,
-        extra={"task_id": claimed.task_id, "task_name": claimed.task_name, "status": "EXPIRED"},
+        extra={
+            "task_id": claimed.task_id,
+            "task_name": claimed.task_name,
+            "status": TaskStatus.EXPIRED.value,
+        },
     )
 
 

@@ -15,11 +15,18 @@ from django.core.management.base import BaseCommand, CommandParser
 from horsies_django.conf import horsies_settings
 from horsies_django.db import maintenance_queries as q
 from horsies_django.management.argtypes import int_between
+from horsies_django.states import TaskStatus
 
 UNITS: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 NEVER: Final = "never"
-DEFAULT_AGES: Final = {"completed": "7d", "failed": "30d", "cancelled": "7d", "expired": "7d"}
+# One age per terminal status (tests/test_states.py checks they are all and only those).
+DEFAULT_AGES: Final = {
+    TaskStatus.COMPLETED: "7d",
+    TaskStatus.FAILED: "30d",
+    TaskStatus.CANCELLED: "7d",
+    TaskStatus.EXPIRED: "7d",
+}
 DEFAULT_BATCH: Final = 5_000
 
 
@@ -57,11 +64,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         for status, default in DEFAULT_AGES.items():
             parser.add_argument(
-                f"--{status}-older-than",
+                f"--{status.lower()}-older-than",
                 type=duration,
                 default=duration(default),
                 metavar="AGE",
-                help=f"delete {status.upper()} tasks finished more than AGE ago "
+                help=f"delete {status} tasks finished more than AGE ago "
                 f"(default {default}; units s/m/h/d/w, or 'never')",
             )
         parser.add_argument(
@@ -79,17 +86,18 @@ class Command(BaseCommand):
         dry, batch = bool(options["dry_run"]), int(options["batch_size"])
         verb = "would delete" if dry else "deleted"
         for status in DEFAULT_AGES:
-            age = options[f"{status}_older_than"]
+            name = status.lower()
+            age = options[f"{name}_older_than"]
             if age is None:
-                self.stdout.write(f"{status:<10} kept (never pruned)")
+                self.stdout.write(f"{name:<10} kept (never pruned)")
                 continue
             pruned = (
-                q.count_old_tasks(alias, status.upper(), age)
+                q.count_old_tasks(alias, status.value, age)
                 if dry
-                else _delete_tasks(alias, status.upper(), age, batch)
+                else _delete_tasks(alias, status.value, age, batch)
             )
             self.stdout.write(
-                f"{status:<10} older than {describe(age)}: {verb} {pruned.tasks} task(s), "
+                f"{name:<10} older than {describe(age)}: {verb} {pruned.tasks} task(s), "
                 f"{pruned.attempts} attempt(s)"
             )
         self._prune_workers(alias, options["completed_older_than"], dry, batch, verb)
