@@ -1,4 +1,7 @@
-"""The only code that runs SQL or changes a task's status.
+"""Runs the statements of `sql.py` for senders, readers, workers and operator actions.
+
+(`testing_queries.py`, `maintenance_queries.py` and `admin_queries.py` run their own callers'
+statements; no code outside `db/` runs SQL or changes a task's status.)
 
 Producer-side functions run on the caller's Django connection (so a send joins the caller's
 transaction); worker-side functions run on the worker's own autocommit psycopg connection.
