@@ -5,13 +5,19 @@ batched outcomes, a fixed set of connections, no cap lock without caps, and no O
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 from tests.test_queues import StartWorker
-from tests.testapp.tasks import noop
-from tests.update_log import logged_updates, wait_completed
+from tests.testapp.tasks import add, flaky, noop
+from tests.update_log import (
+    forget_updates,
+    logged_updates,
+    statements_per_backend_since,
+    wait_completed,
+)
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -74,3 +80,25 @@ def test_hot_path_reads_raw_rows_not_models() -> None:
             offenders += [f"{relative}: {n}" for n in names if n.startswith(ORM_MODULES)]
     assert "horsies_django/worker/supervisor.py" in HOT_PATH_MODULES
     assert offenders == []
+
+
+@pytest.mark.usefixtures("update_log")
+@pytest.mark.parametrize("kind", ["scheduled", "retried"])
+def test_an_idle_worker_does_not_spin_after_a_due_timer_fires(
+    start_worker: StartWorker, kind: str, tmp_path: Path
+) -> None:
+    """A claim woken by a due time (a scheduled task, a retry) consumes that time: an idle
+    worker then claims once per poll interval, not in a loop."""
+    start_worker("--processes", "2")
+    if kind == "scheduled":
+        handle = add.schedule(1, a=1, b=1).ok_value
+    else:
+        handle = flaky.send(counter=str(tmp_path / "calls"), failures=1).ok_value
+    assert handle.get(timeout_ms=30_000).is_ok()
+    claimer = next(u.pid for u in logged_updates() if u.claimed)
+    forget_updates()
+
+    # Two seconds of an idle worker, by the database's clock: heartbeats and polls keep the
+    # log growing (HEARTBEAT_INTERVAL_MS 500, POLL_INTERVAL_MS 1000 in the test settings).
+    counts = wait_until(lambda: statements_per_backend_since(2.0), what="two seconds of log")
+    assert counts.get(claimer, 0) <= 5, f"{counts.get(claimer)} claims in 2 s by an idle worker"

@@ -17,11 +17,12 @@ from tests.conftest import database_url, sql_value, wait_until
 
 INSTALL = """
 CREATE TABLE test_update_log (
+    seq bigserial, at timestamptz DEFAULT clock_timestamp(),
     pid int, xid bigint, claimed int, finished int, released int, cap_locks int
 );
 CREATE FUNCTION test_log_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO test_update_log
+    INSERT INTO test_update_log (pid, xid, claimed, finished, released, cap_locks)
     SELECT pg_backend_pid(), txid_current(),
            count(*) FILTER (WHERE o.status = 'PENDING' AND n.status = 'RUNNING'),
            count(*) FILTER (WHERE o.status = 'RUNNING' AND n.status = 'COMPLETED'),
@@ -76,7 +77,8 @@ def forget_updates() -> None:
 def logged_updates() -> list[Update]:
     with psycopg.connect(database_url(), autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pid, xid, claimed, finished, released, cap_locks FROM test_update_log"
+            "SELECT pid, xid, claimed, finished, released, cap_locks FROM test_update_log "
+            "ORDER BY seq"
         ).fetchall()
     return [Update(*row) for row in rows]
 
@@ -87,3 +89,16 @@ def wait_completed(total: int) -> None:
         timeout_s=120,
         what=f"{total} tasks COMPLETED",
     )
+
+
+def statements_per_backend_since(seconds_ago_at_least: float) -> dict[int, int] | None:
+    """Statements per backend logged so far, once the log spans `seconds_ago_at_least` seconds
+    (None before): a window measured by the database's clock, not by sleeping."""
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        span = conn.execute(
+            "SELECT extract(epoch FROM max(at) - min(at)) FROM test_update_log"
+        ).fetchone()
+        if span is None or span[0] is None or float(span[0]) < seconds_ago_at_least:
+            return None
+        rows = conn.execute("SELECT pid, count(*) FROM test_update_log GROUP BY pid").fetchall()
+    return {int(pid): int(n) for pid, n in rows}

@@ -112,7 +112,10 @@ class Producer:
         """Claim up to the room this worker has (idle children plus what it may hold)."""
         assert self.conn is not None
         assert self.outbox is not None
-        self.polled = now >= self.next_poll
+        due = self.next_due is not None and now >= self.next_due
+        if due:  # consumed: set again from the database once this claim comes back short
+            self.next_due = None
+        self.polled = now >= self.next_poll or due
         self.next_poll = now + self.settings.POLL_INTERVAL_MS / 1000
         room = self._room(now)
         if self.planner.capped:
@@ -150,8 +153,8 @@ class Producer:
     def _claimed(self, claimed: list[store.Claimed], room: int) -> None:
         self.held.add(claimed, time.monotonic())
         self.wanted = len(claimed) >= room  # a full claim suggests a backlog
-        if self.polled and not self.wanted:  # notifications carry due times;
-            self.refresh_next_due()  # polls cover the ones that were lost
+        if self.polled and not self.wanted:  # notifications carry due times; polls and due
+            self.refresh_next_due()  # timers look up the next one (a lost one, or a retry's)
 
     def settle(self) -> None:
         """Wait for the claim in flight (when stopping), so what it took can be handed back."""
