@@ -1,13 +1,16 @@
 """End to end in headless Chromium: log in, find a failed task, re-enqueue it, see it complete.
 
 Needs Debian's /usr/bin/chromium and the `playwright` package (no `playwright install`).
-Also writes the screenshots used by docs/admin.md.
+With HORSIES_UPDATE_SCREENSHOTS=1 it also rewrites the screenshots used by docs/admin.md
+(docs/img/); otherwise they go to a temporary folder, so a test run leaves the checkout clean.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,11 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = ROOT / "docs" / "img"
+SHOTS = (
+    ROOT / "docs" / "img"
+    if os.environ.get("HORSIES_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="horsies-screenshots-"))
+)
 
 pytestmark = [
     pytest.mark.browser,
