@@ -174,4 +174,13 @@ def flaky_slow_retry(*, counter: str) -> TaskResult[int, TaskError]:
     return TaskResult(ok=calls)
 
 
+@app.task("tests.gate")
+def gate(*, release: str, limit_s: float = 120.0) -> TaskResult[str, TaskError]:
+    """Hold this child until the file `release` exists (a test's switch, not a timer)."""
+    deadline = time.monotonic() + limit_s
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling the switch, bounded by limit_s
+    return TaskResult(ok="released")
+
+
 from tests.testapp import admin_tasks  # noqa: E402, F401  (tasks used by the admin tests)
