@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from horsies_django.worker.supervisor import EXIT_CHILDREN_FAILED
 from tests.conftest import WorkerProcess, database_url, sql_value, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -176,14 +177,8 @@ def test_children_that_cannot_set_up_django_stop_the_worker_with_the_error(
 ) -> None:
     with (project.root / "mysite" / "settings.py").open("a") as fh:
         fh.write(PARENT_ONLY_SETTINGS)
-    argv, cwd, env = launches(project)["absolute manage.py from /"]
-    worker = start(project, argv, cwd, env)
-    try:
-        code = worker.proc.wait(timeout=60)
-    finally:
-        worker.kill()
-    log = worker.log()
-    assert code != 0, log
+    worker, code, log = _run_to_exit(project, "absolute manage.py from /")
+    assert code == EXIT_CHILDREN_FAILED, log
     assert "cannot set up Django" in log
     assert "RuntimeError: these settings refuse to load outside manage.py" in log
     assert "exited unexpectedly" not in log
@@ -199,20 +194,25 @@ def test_children_dying_before_ready_stop_the_worker_instead_of_looping(
     body = project.manage_py.read_text()
     head, _, rest = body.partition("import os\n")
     project.manage_py.write_text(head + LOCKING_MANAGE_PY_HEAD + "import os\n" + rest)
-    argv, cwd, env = launches(project)["manage.py from the folder above"]
-    worker = start(project, argv, cwd, env)
-    try:
-        code = worker.proc.wait(timeout=60)
-    finally:
-        worker.kill()
-    log = worker.log()
-    assert code != 0, log
+    worker, code, log = _run_to_exit(project, "manage.py from the folder above")
+    assert code == EXIT_CHILDREN_FAILED, log
     deaths = log.count("died before it was ready")
     assert 3 <= deaths <= 3 + 1, log  # three in a row stop it; the other child may die too
     assert "BlockingIOError" in log  # the children's own error is in the log
     reason = _stop_reason(worker.pid)
     assert "3 children in a row died before they were ready" in reason
     assert "died before they were ready" in _status_json_reason(project, worker.pid)
+
+
+def _run_to_exit(project: Project, how: str) -> tuple[WorkerProcess, int, str]:
+    """Start the worker as `how` says and wait for it to stop by itself: its exit code, log."""
+    argv, cwd, env = launches(project)[how]
+    worker = start(project, argv, cwd, env)
+    try:
+        code = worker.proc.wait(timeout=60)
+    finally:
+        worker.kill()
+    return worker, code, worker.log()
 
 
 def _stop_reason(pid: int) -> str:
