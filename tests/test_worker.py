@@ -25,10 +25,10 @@ from tests.testapp.tasks import (
     add,
     boom,
     domain_error,
+    gate,
     move,
     not_a_result,
     record,
-    sleep_for,
     total_order,
 )
 from tests.testapp.worker_tasks import whoami
@@ -232,20 +232,22 @@ def test_worker_row_heartbeats_and_is_stopped_by_sigterm(
 
 
 def test_sigterm_lets_running_tasks_finish_and_claims_nothing_new(
-    start_worker: Callable[..., WorkerProcess],
+    start_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     worker = start_worker("--processes", "3")
-    running = [sleep_for.send(seconds=4.0).ok_value for _ in range(2)]
-    wait_until(
-        lambda: sql_value("SELECT count(*) FROM horsies_task WHERE status = 'RUNNING'") == 2,
-        what="both tasks RUNNING",
+    marker, release = tmp_path / "started", tmp_path / "release"
+    running = [gate.send(release=str(release), marker=str(marker)).ok_value for _ in range(2)]
+    wait_until(  # their code started in children (RUNNING rows may still be held, not started)
+        lambda: marker.exists() and len(marker.read_text().split()) == 2,
+        what="both tasks started",
     )
     worker.signal(signal.SIGTERM)
     wait_until(lambda: worker_row(worker.worker_id())["state"] == "STOPPING", what="state STOPPING")
     late = add.send(a=1, b=1).ok_value  # an idle child exists, but a stopping worker won't claim
+    release.touch()
     assert worker.proc.wait(timeout=60) == 0
     for handle in running:
-        assert handle.get(timeout_ms=1_000).ok_value == "slept"
+        assert handle.get(timeout_ms=1_000).ok_value == "released"
         assert [a["outcome"] for a in attempts_of(handle.task_id)] == ["COMPLETED"]
     assert task_row(late.task_id, "status", "claimed_by") == ("PENDING", None)
     assert attempts_of(late.task_id) == []

@@ -175,8 +175,11 @@ def flaky_slow_retry(*, counter: str) -> TaskResult[int, TaskError]:
 
 
 @app.task("tests.gate")
-def gate(*, release: str, limit_s: float = 120.0) -> TaskResult[str, TaskError]:
-    """Hold this child until the file `release` exists (a test's switch, not a timer)."""
+def gate(*, release: str, marker: str = "", limit_s: float = 120.0) -> TaskResult[str, TaskError]:
+    """Hold this child until the file `release` exists (a test's switch, not a timer); a
+    `marker` file gets one line when the task's code starts."""
+    if marker:
+        _bump(marker)
     deadline = time.monotonic() + limit_s
     while not os.path.exists(release) and time.monotonic() < deadline:
         time.sleep(0.02)  # polling the switch, bounded by limit_s
