@@ -86,8 +86,10 @@ def test_worker_survives_children_killed_between_tasks(fault_worker: StartFaultW
         wait_until(progressed, what=f"progress before kill {k}")
         assert worker.proc.poll() is None, f"the worker died after {kills} kill(s):\n{worker.log()}"
         children = wait_until(
-            lambda: ready_children(worker), what=f"a child past start-up to kill ({k})"
+            lambda: worker.proc.poll() is not None or ready_children(worker),
+            what=f"a child past start-up to kill ({k})",
         )
+        assert worker.proc.poll() is None, f"stopped after {kills} kill(s):\n{worker.log()}"
         with contextlib.suppress(ProcessLookupError):
             os.kill(rng.choice(children), signal.SIGKILL)
             kills += 1
