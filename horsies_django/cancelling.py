@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import DatabaseError
 
 from horsies_django.conf import horsies_settings
-from horsies_django.db import store
+from horsies_django.db import producer_queries
 from horsies_django.states import TaskStatus
 from horsies_django.types import BrokerError, BrokerErrorCode, BrokerResult, Err, Ok
 
@@ -13,7 +13,9 @@ from horsies_django.types import BrokerError, BrokerErrorCode, BrokerResult, Err
 def cancel(task_id: str, reason: str = "cancelled by request") -> BrokerResult[None]:
     """PENDING/CLAIMED (`CANCELLABLE_STATES`) -> CANCELLED; anything else is refused with why."""
     try:
-        status = store.cancel_task(horsies_settings().DATABASE_ALIAS, str(task_id), reason)
+        status = producer_queries.cancel_task(
+            horsies_settings().DATABASE_ALIAS, str(task_id), reason
+        )
     except DatabaseError as exc:
         return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
     if status is None:

@@ -13,7 +13,6 @@ JSON the worker's validation turns back into an equal value, or refused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import math
@@ -24,7 +23,6 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, NoReturn
 
@@ -498,27 +496,3 @@ def decode_result(stored: Any, adapter: TypeAdapter[Any] | None) -> TaskResult[A
 
 
 # --------------------------------------------------------------------------- identity
-
-
-def enqueue_sha(
-    *,
-    task_id: str,
-    task_name: str,
-    queue_name: str,
-    priority: int,
-    kwargs_json: str,
-    delay_seconds: float | None,
-    good_until: datetime | None,
-) -> str:
-    """SHA-256 over everything a send stores, so a replay can prove it carries the same payload."""
-    parts = (
-        task_id,
-        task_name,
-        queue_name,
-        str(priority),
-        kwargs_json,
-        "" if delay_seconds is None else repr(float(delay_seconds)),
-        "" if good_until is None else good_until.isoformat(),
-    )
-    # surrogatepass: a forged payload with a lone surrogate gets a sha (and is refused later).
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()

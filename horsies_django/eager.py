@@ -19,8 +19,8 @@ from django.db import connections
 
 from horsies_django import codec, sending, signals
 from horsies_django.conf import horsies_settings
-from horsies_django.db import store, testing_queries
-from horsies_django.db.store import Claimed
+from horsies_django.db import testing_queries, worker_queries
+from horsies_django.db.claim import Claimed
 from horsies_django.execution import Outcome, failure, run_task
 from horsies_django.handles import TaskHandle
 from horsies_django.outcomes import decide
@@ -72,7 +72,7 @@ def run_claimed(alias: str, claimed: Claimed) -> RanTask:
         ),
     )
     finish = decide(claimed, outcome, os.getpid(), IN_PROCESS_WORKER_ID)
-    store.finish(testing_queries.raw_connection(alias), [finish])
+    worker_queries.finish(testing_queries.raw_connection(alias), [finish])
     if finish.will_retry and signals.wanted(signals.task_retried, claimed.task_name):
         signals.emit(
             signals.task_retried,

@@ -14,7 +14,8 @@ from asgiref.sync import sync_to_async
 from horsies_django import results
 from horsies_django.cancelling import cancel
 from horsies_django.conf import horsies_settings
-from horsies_django.db import store
+from horsies_django.db import producer_queries
+from horsies_django.db.producer_queries import AttemptRow, InfoRow
 from horsies_django.types import (
     BrokerError,
     BrokerErrorCode,
@@ -141,7 +142,7 @@ class TaskHandle[T]:
     def _read_info(
         self, include_result: bool, include_failed_reason: bool, include_attempts: bool
     ) -> TaskInfo | None:
-        row = store.fetch_info(
+        row = producer_queries.fetch_info(
             self._alias,
             self.task_id,
             include_result=include_result,
@@ -150,7 +151,7 @@ class TaskHandle[T]:
         if row is None:
             return None
         attempts = (
-            [self._attempt(a) for a in store.fetch_attempts(self._alias, self.task_id)]
+            [self._attempt(a) for a in producer_queries.fetch_attempts(self._alias, self.task_id)]
             if include_attempts
             else None
         )
@@ -187,68 +188,43 @@ class TaskHandle[T]:
     async def cancel_async(self) -> BrokerResult[None]:
         return await sync_to_async(self.cancel, thread_sensitive=True)()
 
-    def _attempt(self, row: tuple[Any, ...]) -> TaskAttempt:
-        attempt, outcome, will_retry, code, message, started, finished, worker, pid = row
+    def _attempt(self, row: AttemptRow) -> TaskAttempt:
         return TaskAttempt(
             task_id=self.task_id,
-            attempt=attempt,
-            outcome=outcome,
-            will_retry=will_retry,
-            error_code=code,
-            error_message=message,
-            started_at=started,
-            finished_at=finished,
-            worker_id=None if worker is None else str(worker),
-            worker_pid=pid,
+            attempt=row.attempt,
+            outcome=row.outcome,
+            will_retry=row.will_retry,
+            error_code=row.error_code,
+            error_message=row.error_message,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            worker_id=row.worker_id,
+            worker_pid=row.pid,
         )
 
     def _info(
-        self, row: tuple[Any, ...], include_result: bool, attempts: list[TaskAttempt] | None
+        self, row: InfoRow, include_result: bool, attempts: list[TaskAttempt] | None
     ) -> TaskInfo:
-        (
-            tid,
-            name,
-            status,
-            queue,
-            priority,
-            retries,
-            max_retries,
-            sent,
-            enqueued,
-            next_retry,
-            good_until,
-            claimed,
-            started,
-            finished,
-            worker,
-            error_code,
-            _result,
-            reason,
-        ) = row
-        self._task_name = name
-        result = None
-        if include_result:
-            result = results.result_from_row(
-                self.task_id, (status, name, _result, error_code, reason)
-            )
+        self._task_name = row.task_name
+        result = results.result_from_row(self.task_id, row.outcome) if include_result else None
         return TaskInfo(
-            task_id=str(tid),
-            task_name=name,
-            status=TaskStatus(status),
-            queue_name=queue,
-            priority=priority,
-            retry_count=retries,
-            max_retries=max_retries,
-            sent_at=sent,
-            enqueued_at=enqueued,
-            next_retry_at=next_retry,
-            good_until=good_until,
-            claimed_at=claimed,
-            started_at=started,
-            finished_at=finished,
-            worker_id=None if worker is None else str(worker),
-            error_code=error_code if status == TaskStatus.FAILED else None,
+            task_id=row.task_id,
+            task_name=row.task_name,
+            status=TaskStatus(row.status),
+            queue_name=row.queue_name,
+            priority=row.priority,
+            retry_count=row.retry_count,
+            max_retries=row.max_retries,
+            sent_at=row.sent_at,
+            enqueued_at=row.enqueued_at,
+            next_retry_at=row.next_retry_at,
+            good_until=row.good_until,
+            claimed_at=row.claimed_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            worker_id=row.claimed_by,
+            error_code=row.error_code if row.status == TaskStatus.FAILED else None,
             result=result,
-            failed_reason=reason,
+            failed_reason=row.failed_reason,
             attempts=attempts,
         )

@@ -205,3 +205,30 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hostname}:{self.pid})"
+
+
+class TaskCatalogueEntry(models.Model):
+    """A registered task as senders outside Python see it (`horsies_send()` reads it).
+
+    Kept current by `manage.py migrate` and by every worker at start-up; an entry whose task is
+    no longer registered stays (a rolling deploy may still have senders of it).
+    """
+
+    task_name = models.CharField(max_length=255, primary_key=True)
+    queue_name = models.CharField(max_length=64)
+    max_retries = models.IntegerField(default=0)
+    timeout_ms = models.IntegerField(null=True, blank=True)
+    options = models.JSONField(
+        default=dict, help_text="What a send stores in horsies_task.options."
+    )
+    parameters = models.JSONField(default=list, help_text="Names of the keyword parameters.")
+    required_parameters = models.JSONField(default=list, help_text="Those without a default.")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "horsies_task_catalogue"
+        verbose_name = "registered task"
+        ordering: ClassVar[list[str]] = ["task_name"]
+
+    def __str__(self) -> str:
+        return self.task_name

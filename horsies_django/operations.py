@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from uuid_utils.compat import uuid7
 
 from horsies_django.conf import horsies_settings
-from horsies_django.db import store
+from horsies_django.db import admin_queries
 from horsies_django.handles import TaskHandle
 from horsies_django.states import REENQUEUABLE_STATES, RUN_NOW_STATES, in_order
 from horsies_django.types import BrokerError, BrokerErrorCode, BrokerResult, Err, Ok
@@ -37,9 +37,9 @@ def reenqueue(task_id: str) -> BrokerResult[TaskHandle[Any]]:
     """
     alias = horsies_settings().DATABASE_ALIAS
     try:
-        copied = store.reenqueue_copy(alias, str(task_id), str(uuid7()))
+        copied = admin_queries.reenqueue_copy(alias, str(task_id), str(uuid7()))
         if copied is None:
-            status = store.task_status(alias, str(task_id))
+            status = admin_queries.task_status(alias, str(task_id))
             allowed = "/".join(in_order(REENQUEUABLE_STATES))
             return _refused(str(task_id), status, "re-enqueued", allowed)
     except DatabaseError as exc:
@@ -52,9 +52,9 @@ def run_now(task_id: str) -> BrokerResult[None]:
     """Make a PENDING task (`RUN_NOW_STATES`) waiting for a retry or a delay eligible now."""
     alias = horsies_settings().DATABASE_ALIAS
     try:
-        if store.run_now(alias, str(task_id)):
+        if admin_queries.run_now(alias, str(task_id)):
             return Ok(None)
-        status = store.task_status(alias, str(task_id))
+        status = admin_queries.task_status(alias, str(task_id))
     except DatabaseError as exc:
         return Err(BrokerError(BrokerErrorCode.BROKER_ERROR, f"database error: {exc}", exc))
     if status in RUN_NOW_STATES:  # the status allows it: the task is simply due already

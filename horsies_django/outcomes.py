@@ -12,7 +12,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from horsies_django.db.store import Claimed, Finish
+from horsies_django.db.claim import Claimed
+from horsies_django.db.worker_queries import Finish
 from horsies_django.execution import Outcome, now
 from horsies_django.retry import RetryPolicy
 from horsies_django.types import AttemptOutcome, OutcomeCode, TaskStatus

@@ -23,8 +23,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from horsies_django import codec
 from horsies_django.conf import horsies_settings
-from horsies_django.db import sql, store
-from horsies_django.db.notify import BackgroundListener
+from horsies_django.db import producer_queries
+from horsies_django.db.notify import TASK_DONE_CHANNEL, BackgroundListener
+from horsies_django.db.producer_queries import OutcomeRow
 from horsies_django.registered import table
 from horsies_django.types import (
     Err,
@@ -81,7 +82,7 @@ class _Waiters:
         if listener is None or listener.pid != os.getpid():
             self._listener = BackgroundListener(
                 alias,
-                [sql.TASK_DONE_CHANNEL],
+                [TASK_DONE_CHANNEL],
                 on_notify=self._notified,
                 on_reconnect=self._wake_all,
             )
@@ -165,14 +166,15 @@ def return_adapter(task_name: str | None) -> TypeAdapter[Any] | None:
     return definition.return_adapter if definition else None
 
 
-def result_from_row(task_id: str, row: tuple[Any, ...] | None) -> TaskResult[Any, TaskError] | None:
+def result_from_row(task_id: str, row: OutcomeRow | None) -> TaskResult[Any, TaskError] | None:
     """The final result of a finished task, an error for a missing one, None if unfinished.
 
     The ok value is rebuilt as the declared type when the task is registered in this process.
     """
     if row is None:
         return error_result(RetrievalCode.TASK_NOT_FOUND, f"no task with id {task_id}")
-    status, task_name, result_json, error_code, failed_reason = row
+    status, task_name, result_json = row.status, row.task_name, row.result_json
+    error_code, failed_reason = row.error_code, row.failed_reason
     if status == TaskStatus.CANCELLED:
         return error_result(OutcomeCode.TASK_CANCELLED, failed_reason or "task was cancelled")
     if status == TaskStatus.EXPIRED:
@@ -191,8 +193,8 @@ def result_from_row(task_id: str, row: tuple[Any, ...] | None) -> TaskResult[Any
         )
 
 
-def _read(alias: str, task_id: str) -> Result[tuple[Any, ...] | None, Exception]:
-    return read_or_error(alias, lambda: store.fetch_outcome(alias, task_id))
+def _read(alias: str, task_id: str) -> Result[OutcomeRow | None, Exception]:
+    return read_or_error(alias, lambda: producer_queries.fetch_outcome(alias, task_id))
 
 
 def _timeout_result(task_id: str, timeout_ms: int | None) -> TaskResult[Any, TaskError]:
@@ -203,7 +205,7 @@ def _timeout_result(task_id: str, timeout_ms: int | None) -> TaskResult[Any, Tas
 
 
 def _answer(
-    task_id: str, read: Result[tuple[Any, ...] | None, Exception]
+    task_id: str, read: Result[OutcomeRow | None, Exception]
 ) -> TaskResult[Any, TaskError] | None:
     """What one read of the row says: a result, a broker error, or None (keep waiting)."""
     if isinstance(read, Err):

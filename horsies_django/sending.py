@@ -21,9 +21,9 @@ from django.db import Error as DjangoDbError
 from django.db import InterfaceError, OperationalError, connections, transaction
 from uuid_utils.compat import uuid7
 
-from horsies_django import checks, codec, signals
+from horsies_django import canonical, checks, codec, signals
 from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
-from horsies_django.db import store
+from horsies_django.db import producer_queries
 from horsies_django.definitions import TaskDefinition
 from horsies_django.exceptions import EncodingError
 from horsies_django.handles import TaskHandle
@@ -136,15 +136,18 @@ def _too_large(task_name: str, exc: codec.TooLargeError) -> TaskSendError:
 
 def payload_sha(payload: TaskSendPayload) -> str:
     """Recompute the sha of a payload (differs from `payload.enqueue_sha` if it was altered)."""
-    return codec.enqueue_sha(
-        task_id=payload.task_id,
-        task_name=payload.task_name,
-        queue_name=payload.queue_name,
-        priority=payload.priority,
-        kwargs_json=payload.kwargs_json,
-        delay_seconds=payload.delay_seconds,
-        good_until=payload.good_until,
-    )
+    try:
+        return canonical.enqueue_sha(
+            task_id=payload.task_id,
+            task_name=payload.task_name,
+            queue_name=payload.queue_name,
+            priority=payload.priority,
+            kwargs_json=payload.kwargs_json,
+            delay_ms=canonical.delay_ms(payload.delay_seconds),
+            good_until=payload.good_until,
+        )
+    except (ValueError, TypeError, OverflowError):  # a forged payload: no sha matches it
+        return ""
 
 
 def _check_arguments(definition: TaskDefinition, kwargs: object) -> str | None:
@@ -198,8 +201,8 @@ def _check_options(opts: object) -> str | None:
 # --------------------------------------------------------------------------- inserting
 
 
-def _new_task(definition: TaskDefinition, payload: TaskSendPayload) -> store.NewTask:
-    return store.NewTask(
+def _new_task(definition: TaskDefinition, payload: TaskSendPayload) -> producer_queries.NewTask:
+    return producer_queries.NewTask(
         task_id=payload.task_id,
         task_name=payload.task_name,
         queue_name=payload.queue_name,
@@ -258,12 +261,14 @@ def _insert_once(
     try:
         if _in_atomic(alias):
             with transaction.atomic(using=alias):
-                store.insert_task(alias, _new_task(definition, payload), prepare=prepare)
+                producer_queries.insert_task(alias, _new_task(definition, payload), prepare=prepare)
         else:
-            store.insert_task(alias, _new_task(definition, payload), prepare=prepare)
-    except store.DuplicateTaskIdError:  # a replay: the savepoint is rolled back, so we can read
+            producer_queries.insert_task(alias, _new_task(definition, payload), prepare=prepare)
+    except (
+        producer_queries.DuplicateTaskIdError
+    ):  # a replay: the savepoint is rolled back, so we can read
         try:
-            existing_sha = store.stored_enqueue_sha(alias, payload.task_id)
+            existing_sha = producer_queries.stored_enqueue_sha(alias, payload.task_id)
         except DjangoDbError as exc:
             return Err(_enqueue_failed(alias, payload, exc))
     except Exception as exc:  # the database's errors, or settings the checks would refuse
@@ -446,16 +451,16 @@ def _async_context(payload: TaskSendPayload) -> TaskSendError:
 
 
 def _insert_many_once(
-    alias: str, template: store.NewTask, rows: list[tuple[str, str, str]]
+    alias: str, template: producer_queries.NewTask, rows: list[tuple[str, str, str]]
 ) -> Exception | None:
     """One bulk INSERT (in a savepoint inside the caller's transaction); the error, if any."""
     prepare = horsies_settings().PREPARED_STATEMENTS
     try:
         if _in_atomic(alias):
             with transaction.atomic(using=alias):
-                store.insert_tasks(alias, template, rows, prepare=prepare)
+                producer_queries.insert_tasks(alias, template, rows, prepare=prepare)
         else:
-            store.insert_tasks(alias, template, rows, prepare=prepare)
+            producer_queries.insert_tasks(alias, template, rows, prepare=prepare)
     except Exception as exc:  # the database's errors, or settings the checks would refuse
         return exc
     return None

@@ -167,31 +167,6 @@ def test_results_round_trip() -> None:
         codec.decode_result('{"ok": 1, "err": 2}', None)
 
 
-def test_enqueue_sha_covers_every_stored_field() -> None:
-    fields: dict[str, Any] = {
-        "task_id": "0190-1",
-        "task_name": "t",
-        "queue_name": "default",
-        "priority": 50,
-        "kwargs_json": '{"a":1}',
-        "delay_seconds": None,
-        "good_until": None,
-    }
-    base = codec.enqueue_sha(**fields)
-    assert base == codec.enqueue_sha(**fields)
-    changes: dict[str, Any] = {
-        "task_id": "0190-2",
-        "task_name": "u",
-        "queue_name": "other",
-        "priority": 51,
-        "kwargs_json": '{"a":2}',
-        "delay_seconds": 0.0,
-        "good_until": datetime(2030, 1, 1, tzinfo=UTC),
-    }
-    for key, value in changes.items():
-        assert codec.enqueue_sha(**{**fields, key: value}) != base, key
-
-
 # --------------------------------------------------------------------------- limits
 
 
@@ -293,16 +268,3 @@ def test_pydantic_serialization_errors_become_encoding_errors() -> None:
     with pytest.raises(EncodingError, match="pydantic cannot turn into JSON") as info:
         codec.encode(Stamp(at=datetime(2024, 1, 1, tzinfo=UTC), note=loop), "v")  # type: ignore[arg-type]
     assert info.value.path == "v"
-
-
-def test_enqueue_sha_never_raises_on_lone_surrogates() -> None:
-    sha = codec.enqueue_sha(
-        task_id="t",
-        task_name="n",
-        queue_name="q",
-        priority=1,
-        kwargs_json='{"a":"\udc00"}',
-        delay_seconds=None,
-        good_until=None,
-    )
-    assert len(sha) == 64

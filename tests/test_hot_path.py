@@ -59,7 +59,10 @@ HOT_PATH_MODULES = (
     "horsies_django/handles.py",
     "horsies_django/results.py",
     "horsies_django/execution.py",
-    "horsies_django/db/store.py",
+    "horsies_django/db/connections.py",
+    "horsies_django/db/claim.py",
+    "horsies_django/db/producer_queries.py",
+    "horsies_django/db/worker_queries.py",
     "horsies_django/db/outbox.py",
     *(f"horsies_django/worker/{p.name}" for p in (ROOT / "horsies_django/worker").glob("*.py")),
 )
@@ -67,7 +70,8 @@ ORM_MODULES = ("horsies_django.models", "django.db.models")
 
 
 def test_hot_path_reads_raw_rows_not_models() -> None:
-    """No module on the hot path imports the ORM: rows come back as tuples from store.py."""
+    """No module on the hot path imports the ORM: rows come back from db/ as
+    typed records built from tuples."""
     offenders = []
     for relative in HOT_PATH_MODULES:
         tree = ast.parse((ROOT / relative).read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from horsies_django.db.store import Claimed
+from horsies_django.db.claim import Claimed
 from horsies_django.execution import Outcome, failure, now
 from horsies_django.outcomes import decide, expired, retry_policy_of
 from horsies_django.retry import RetryPolicy

@@ -18,7 +18,7 @@ from django.test import override_settings
 
 from horsies_django import TaskSendOptions
 from horsies_django.conf import horsies_settings
-from horsies_django.db import store
+from horsies_django.db import claim
 from tests.conftest import WorkerProcess, database_url, sql_value, wait_until
 from tests.update_log import forget_updates, logged_updates, wait_completed
 
@@ -194,12 +194,12 @@ def test_cap_lock_is_taken_only_when_a_cap_applies(
 
 # Both claim statements, as a worker of one queue and a worker of two queues send them.
 CLAIMS = {
-    "one queue": store.claim_request(
-        uuid.UUID(int=0), [store.QueueSlot("default", rank=1, limit=32)], limit=32, lease_s=60
+    "one queue": claim.claim_request(
+        uuid.UUID(int=0), [claim.QueueSlot("default", rank=1, limit=32)], limit=32, lease_s=60
     ),
-    "several queues": store.claim_request(
+    "several queues": claim.claim_request(
         uuid.UUID(int=0),
-        [store.QueueSlot("default", rank=1, limit=32), store.QueueSlot("other", rank=2, limit=32)],
+        [claim.QueueSlot("default", rank=1, limit=32), claim.QueueSlot("other", rank=2, limit=32)],
         limit=32,
         lease_s=60,
     ),
@@ -213,7 +213,7 @@ def _claim_time_ms(conn: psycopg.Connection[Any], name: str, runs: int = 60) -> 
     for _ in range(runs):
         with conn.transaction():
             start = time.perf_counter()
-            conn.execute(store.CLAIM_STATEMENTS[statement], params).fetchall()
+            conn.execute(claim.CLAIM_STATEMENTS[statement], params).fetchall()
             times.append((time.perf_counter() - start) * 1000)
             raise psycopg.Rollback()
     return min(times)
@@ -238,14 +238,14 @@ def test_claim_uses_partial_index_on_a_deep_backlog() -> None:
     as on a near-empty table (64 pending rows), because it reads only the partial index: for
     the single-queue statement and the several-queues one alike."""
     assert horsies_settings().QUEUE_MODE == "DEFAULT"
-    assert {statement for statement, _ in CLAIMS.values()} == set(store.CLAIM_STATEMENTS)
+    assert {statement for statement, _ in CLAIMS.values()} == set(claim.CLAIM_STATEMENTS)
     with psycopg.connect(database_url(), autocommit=True) as conn:
         _insert_tasks(conn, finished=0, pending=64)
         small_ms = {name: _claim_time_ms(conn, name) for name in CLAIMS}
         conn.execute("TRUNCATE horsies_task_attempt, horsies_task")
         _insert_tasks(conn, finished=1_000_000, pending=100_000)
         for name, (statement, params) in CLAIMS.items():
-            query = "EXPLAIN " + store.CLAIM_STATEMENTS[statement]
+            query = "EXPLAIN " + claim.CLAIM_STATEMENTS[statement]
             plan = "\n".join(str(r[0]) for r in conn.execute(query, params).fetchall())
             deep_ms = _claim_time_ms(conn, name)
             assert "horsies_task_claim_idx" in plan, (name, plan)

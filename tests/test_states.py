@@ -20,7 +20,7 @@ from django.utils import timezone
 import horsies_django
 from horsies_django import states, types
 from horsies_django.admin import actions
-from horsies_django.db import sql
+from horsies_django.db import admin_queries, maintenance_queries, producer_queries
 from horsies_django.management.commands import horsies_prune
 from horsies_django.models import Task, WorkerState
 from horsies_django.states import (
@@ -249,10 +249,10 @@ def _where_statuses(statement: str) -> frozenset[TaskStatus]:
 
 
 def test_the_services_statements_apply_to_the_services_sets() -> None:
-    assert _where_statuses(sql.CANCEL_TASK) == CANCELLABLE_STATES
-    assert _where_statuses(sql.REENQUEUE_COPY) == REENQUEUABLE_STATES
-    assert _where_statuses(sql.RUN_NOW) == RUN_NOW_STATES
-    assert _where_statuses(sql.EXPIRE_PENDING) == {TaskStatus.PENDING}
+    assert _where_statuses(producer_queries.CANCEL_TASK) == CANCELLABLE_STATES
+    assert _where_statuses(admin_queries.REENQUEUE_COPY) == REENQUEUABLE_STATES
+    assert _where_statuses(admin_queries.RUN_NOW) == RUN_NOW_STATES
+    assert _where_statuses(maintenance_queries.EXPIRE_PENDING) == {TaskStatus.PENDING}
 
 
 # --------------------------------------------------------------------------- no bare statuses

@@ -1,8 +1,9 @@
-"""Read-only SQL behind the admin: row estimates, distinct values and the summary numbers.
+"""SQL behind the admin: row estimates, distinct values, the summary numbers (read-only), and
+the operator actions re-enqueue and run-now (called through `operations.py`).
 
-Every statement here is bounded so the admin stays fast on a table of millions of rows: counts
-stop at a cap (`LIMIT` inside the count), distinct values come from a loose index scan, and
-large totals are the planner's estimate instead of a full count.
+Every read-only statement here is bounded so the admin stays fast on a table of millions of
+rows: counts stop at a cap (`LIMIT` inside the count), distinct values come from a loose index
+scan, and large totals are the planner's estimate instead of a full count.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Final
 from django.db import connections
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
+
+from horsies_django.db.producer_queries import SELECT_STATUS
 
 # Planner estimate for any queryset: the row count of the top plan node.
 _EXPLAIN: Final = "EXPLAIN (FORMAT JSON) "
@@ -143,3 +146,49 @@ def kwargs_has_value(value: Any) -> RawSQL:
     """A filter expression: some value anywhere inside the task's kwargs equals `value`."""
     literal = json.dumps(value)  # JSON string/number literals are valid jsonpath literals
     return RawSQL(_KWARGS_HAS_VALUE, (f"$.** ? (@ == {literal})",), output_field=BooleanField())
+
+
+# --------------------------------------------- operator actions (through services in operations.py)
+
+# Copy a finished (FAILED/CANCELLED/EXPIRED) task as a new PENDING task linked to the original.
+REENQUEUE_COPY: Final = """
+INSERT INTO horsies_task (
+    id, task_name, queue_name, priority, status, kwargs, sent_at, enqueued_at, good_until,
+    timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen, origin)
+SELECT %s, task_name, queue_name, priority, 'PENDING', kwargs, statement_timestamp(),
+    statement_timestamp(), NULL, timeout_ms, 0, max_retries, options,
+    encode(sha256(convert_to(%s || kwargs::text, 'UTF8')), 'hex'), 0, id
+FROM horsies_task
+WHERE id = %s AND status IN ('FAILED', 'CANCELLED', 'EXPIRED')
+RETURNING id, task_name
+"""
+
+
+# Make a PENDING task whose eligible time is in the future (a retry or a delay) eligible now.
+RUN_NOW: Final = """
+UPDATE horsies_task SET enqueued_at = now(),
+    next_retry_at = CASE WHEN next_retry_at IS NOT NULL THEN now() END
+WHERE id = %s AND status = 'PENDING' AND enqueued_at > now()
+RETURNING id
+"""
+
+
+def reenqueue_copy(alias: str, task_id: str, new_id: str) -> tuple[str, str] | None:
+    """Insert a PENDING copy of a finished task; (new id, task name), or None if not eligible."""
+    with connections[alias].cursor() as cur:
+        cur.execute(REENQUEUE_COPY, (new_id, new_id, task_id))
+        row = cur.fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def run_now(alias: str, task_id: str) -> bool:
+    with connections[alias].cursor() as cur:
+        cur.execute(RUN_NOW, (task_id,))
+        return cur.fetchone() is not None
+
+
+def task_status(alias: str, task_id: str) -> str | None:
+    with connections[alias].cursor() as cur:
+        cur.execute(SELECT_STATUS, (task_id,))
+        row = cur.fetchone()
+    return None if row is None else str(row[0])

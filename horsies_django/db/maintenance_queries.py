@@ -1,4 +1,5 @@
-"""SQL of the operator commands: `horsies_status` (read-only) and `horsies_prune`.
+"""SQL of maintenance: the commands `horsies_status` (read-only) and `horsies_prune`, and the
+services of the maintenance leader (leadership, rescuing orphans, expiring).
 
 Pruning deletes only terminal rows, in batches that are each one transaction; the attempt rows
 of a batch go in the same statement as their tasks (the foreign key has no ON DELETE CASCADE
@@ -7,13 +8,17 @@ in the database: Django's CASCADE is emulated in Python, and this path bypasses 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import psycopg
 from django.db import connections, transaction
 
+from horsies_django.db.claim import Claimed, claimed_from_row
+from horsies_django.db.connections import Row
 from horsies_django.states import TASK_TERMINAL_STATES
 
 # --------------------------------------------------------------------------- status
@@ -189,3 +194,88 @@ def delete_old_workers(alias: str, age_s: float, batch: int) -> int:
     with transaction.atomic(using=alias), connections[alias].cursor() as cur:
         cur.execute(DELETE_OLD_WORKERS, {"age_s": age_s, "batch": batch})
         return int(cur.rowcount)
+
+
+# ----------------------------------------------------- leadership, rescue, expiry (services)
+
+# Leadership of the maintenance services: a session lock, released if the leader dies.
+TRY_LEADERSHIP: Final = "SELECT pg_try_advisory_lock(%s)"
+
+
+# Workers whose heartbeat is older than the threshold are dead.
+MARK_STALE_WORKERS_DEAD: Final = """
+UPDATE horsies_worker SET state = 'DEAD'
+WHERE state IN ('RUNNING', 'STOPPING') AND heartbeat_at < now() - make_interval(secs => %s)
+RETURNING id
+"""
+
+
+_HOLDER_GONE: Final = """
+(t.claim_expires_at < now()
+ OR t.claimed_by IS NULL
+ OR EXISTS (SELECT 1 FROM horsies_worker w
+            WHERE w.id = t.claimed_by AND w.state IN ('DEAD', 'STOPPED')))
+"""
+
+
+# CLAIMED tasks whose holder is gone go back to PENDING (user code never started).
+REQUEUE_ORPHAN_CLAIMS: Final = f"""
+UPDATE horsies_task t
+SET status = 'PENDING', claimed_by = NULL, claim_expires_at = NULL
+WHERE t.status = 'CLAIMED' AND {_HOLDER_GONE}
+RETURNING t.id
+"""
+
+
+# RUNNING tasks whose holder is gone, locked for the rescuer to record as crashed: the columns
+# of a claim (`claim.claimed_from_row`), then the holder and the start time.
+LOCK_ORPHAN_RUNS: Final = f"""
+SELECT t.id, t.task_name, t.kwargs::text, t.claim_gen, t.retry_count, t.options::text,
+    extract(epoch FROM t.good_until)::float8, t.timeout_ms, t.queue_name, t.claimed_by,
+    t.started_at
+FROM horsies_task t
+WHERE t.status = 'RUNNING' AND {_HOLDER_GONE}
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+
+# PENDING tasks past good_until: EXPIRED without an attempt.
+EXPIRE_PENDING: Final = """
+UPDATE horsies_task
+SET status = 'EXPIRED', error_code = 'TASK_EXPIRED', finished_at = now(),
+    failed_reason = 'good_until passed before the task started'
+WHERE status = 'PENDING' AND good_until IS NOT NULL AND good_until <= now()
+RETURNING id
+"""
+
+
+def try_leadership(conn: psycopg.Connection[Row], key: int) -> bool:
+    row = conn.execute(TRY_LEADERSHIP, (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def mark_stale_workers_dead(conn: psycopg.Connection[Row], stale_after_s: float) -> int:
+    return len(conn.execute(MARK_STALE_WORKERS_DEAD, (stale_after_s,)).fetchall())
+
+
+def requeue_orphan_claims(conn: psycopg.Connection[Row]) -> int:
+    return len(conn.execute(REQUEUE_ORPHAN_CLAIMS).fetchall())
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanRun:
+    """A RUNNING task whose worker is gone, as the claim its worker had."""
+
+    claimed: Claimed
+    worker_id: uuid.UUID | None
+    started_at: datetime | None
+
+
+def lock_orphan_runs(conn: psycopg.Connection[Row], limit: int) -> list[OrphanRun]:
+    rows = conn.execute(LOCK_ORPHAN_RUNS, (limit,)).fetchall()
+    return [OrphanRun(claimed_from_row(r[:9]), r[9], r[10]) for r in rows]
+
+
+def expire_pending(conn: psycopg.Connection[Row]) -> int:
+    return len(conn.execute(EXPIRE_PENDING).fetchall())

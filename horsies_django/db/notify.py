@@ -10,26 +10,32 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
+from typing import Final
 
 import psycopg
 from psycopg import sql as pgsql
 
-from horsies_django.db import store
+from horsies_django.db.connections import Row, connect
 
 logger = logging.getLogger("horsies_django.notify")
 
 MAX_BACKOFF_S = 5.0
 
+# The channels the database notifies (triggers of migrations 0002-0005): a task became due or
+# was sent; tasks finished (payload: their ids).
+TASK_NEW_CHANNEL: Final = "horsies_task_new"
+TASK_DONE_CHANNEL: Final = "horsies_task_done"
 
-def open_listener(alias: str, channels: Iterable[str]) -> psycopg.Connection[store.Row]:
+
+def open_listener(alias: str, channels: Iterable[str]) -> psycopg.Connection[Row]:
     """A new autocommit connection that LISTENs on `channels`."""
-    conn = store.connect(alias)
+    conn = connect(alias)
     for channel in channels:
         conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
     return conn
 
 
-def pending_notifications(conn: psycopg.Connection[store.Row]) -> list[tuple[str, str]]:
+def pending_notifications(conn: psycopg.Connection[Row]) -> list[tuple[str, str]]:
     """(channel, payload) of notifications already received, without blocking."""
     return [(n.channel, n.payload) for n in conn.notifies(timeout=0)]
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import pq
 
-from horsies_django.db.store import Row
+from horsies_django.db.connections import Row
 
 type Rows = list[tuple[str | None, ...]]
 

@@ -6,13 +6,13 @@ import logging
 
 import psycopg
 
-from horsies_django.db import store
+from horsies_django.db import connections, maintenance_queries
 
 logger = logging.getLogger("horsies_django.maintenance")
 
 
-def run_once(conn: psycopg.Connection[store.Row]) -> int:
-    expired = store.expire_pending(conn)
+def run_once(conn: psycopg.Connection[connections.Row]) -> int:
+    expired = maintenance_queries.expire_pending(conn)
     if expired:
         logger.info("expirer: %d task(s) passed good_until and expired", expired)
     return expired

@@ -11,7 +11,7 @@ from typing import Final
 
 import psycopg
 
-from horsies_django.db import store
+from horsies_django.db import connections, maintenance_queries
 
 LEADER_LOCK_KEY: Final = zlib.crc32(b"horsies_django.maintenance")
 
@@ -20,11 +20,11 @@ class Leadership:
     def __init__(self) -> None:
         self.conn_id: int | None = None
 
-    def held_on(self, conn: psycopg.Connection[store.Row]) -> bool:
+    def held_on(self, conn: psycopg.Connection[connections.Row]) -> bool:
         """True if this worker leads (trying to take the lock if it does not yet)."""
         if self.conn_id == id(conn):
             return True
-        if store.try_leadership(conn, LEADER_LOCK_KEY):
+        if maintenance_queries.try_leadership(conn, LEADER_LOCK_KEY):
             self.conn_id = id(conn)
             return True
         return False

@@ -14,7 +14,7 @@ from typing import Final
 import psycopg
 
 from horsies_django.conf import HorsiesSettings
-from horsies_django.db import store
+from horsies_django.db import connections, maintenance_queries, worker_queries
 from horsies_django.execution import failure
 from horsies_django.outcomes import decide
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
@@ -34,10 +34,12 @@ class RescueCounts:
         return bool(self.dead_workers or self.requeued or self.crashed)
 
 
-def run_once(conn: psycopg.Connection[store.Row], settings: HorsiesSettings) -> RescueCounts:
+def run_once(conn: psycopg.Connection[connections.Row], settings: HorsiesSettings) -> RescueCounts:
     with conn.transaction():
-        dead = store.mark_stale_workers_dead(conn, settings.WORKER_STALE_AFTER_MS / 1000)
-        requeued = store.requeue_orphan_claims(conn)
+        dead = maintenance_queries.mark_stale_workers_dead(
+            conn, settings.WORKER_STALE_AFTER_MS / 1000
+        )
+        requeued = maintenance_queries.requeue_orphan_claims(conn)
         crashed = _crash_orphan_runs(conn)
     counts = RescueCounts(dead, requeued, crashed)
     if counts:
@@ -50,8 +52,8 @@ def run_once(conn: psycopg.Connection[store.Row], settings: HorsiesSettings) -> 
     return counts
 
 
-def _crash_orphan_runs(conn: psycopg.Connection[store.Row]) -> int:
-    orphans = store.lock_orphan_runs(conn, BATCH)
+def _crash_orphan_runs(conn: psycopg.Connection[connections.Row]) -> int:
+    orphans = maintenance_queries.lock_orphan_runs(conn, BATCH)
     if not orphans:
         return 0
     finishes = []
@@ -63,4 +65,4 @@ def _crash_orphan_runs(conn: psycopg.Connection[store.Row]) -> int:
             outcome=AttemptOutcome.CRASHED,
         )
         finishes.append(decide(orphan.claimed, outcome, None, orphan.worker_id))
-    return len(store.finish(conn, finishes))
+    return len(worker_queries.finish(conn, finishes))

@@ -14,7 +14,9 @@ from typing import Final
 import psycopg
 
 from horsies_django.conf import HorsiesSettings, QueueSpec
-from horsies_django.db import store
+from horsies_django.db import connections, worker_queries
+from horsies_django.db.claim import Claimed, QueueSlot
+from horsies_django.db.claim import claim as claim_tasks
 from horsies_django.exceptions import ConfigurationError
 
 CAP_LOCK_KEY: Final = zlib.crc32(b"horsies_django.caps")
@@ -42,19 +44,19 @@ class ClaimPlanner:
         return [q for q in settings.queues if q.name in only]
 
     def claim(
-        self, conn: psycopg.Connection[store.Row], worker_id: uuid.UUID, free: int
-    ) -> list[store.Claimed]:
+        self, conn: psycopg.Connection[connections.Row], worker_id: uuid.UUID, free: int
+    ) -> list[Claimed]:
         """Claim up to `free` tasks: one statement, or one transaction under the cap lock."""
         if not self.capped:
             return self._claim(conn, worker_id, {q.name: free for q in self.queues}, free)
         with conn.transaction():
-            store.lock_caps(conn, CAP_LOCK_KEY)
+            worker_queries.lock_caps(conn, CAP_LOCK_KEY)
             limits, total = self._room(conn, {q.name: free for q in self.queues}, free)
             return self._claim(conn, worker_id, limits, total)
 
-    def uncapped(self, free: int) -> list[store.QueueSlot]:
+    def uncapped(self, free: int) -> list[QueueSlot]:
         """Every queue of this worker with room for `free` tasks (no cap applies)."""
-        return [store.QueueSlot(q.name, q.priority, free) for q in self.queues]
+        return [QueueSlot(q.name, q.priority, free) for q in self.queues]
 
     @property
     def lease_s(self) -> float:
@@ -62,32 +64,30 @@ class ClaimPlanner:
 
     def _claim(
         self,
-        conn: psycopg.Connection[store.Row],
+        conn: psycopg.Connection[connections.Row],
         worker_id: uuid.UUID,
         limits: dict[str, int],
         total: int,
-    ) -> list[store.Claimed]:
+    ) -> list[Claimed]:
         slots = [
-            store.QueueSlot(q.name, q.priority, limits[q.name])
-            for q in self.queues
-            if limits[q.name] > 0
+            QueueSlot(q.name, q.priority, limits[q.name]) for q in self.queues if limits[q.name] > 0
         ]
         if not slots or total <= 0:
             return []
-        return store.claim(
+        return claim_tasks(
             conn, worker_id=worker_id, slots=slots, limit=total, lease_s=self.lease_s
         )
 
     def _room(
-        self, conn: psycopg.Connection[store.Row], limits: dict[str, int], total: int
+        self, conn: psycopg.Connection[connections.Row], limits: dict[str, int], total: int
     ) -> tuple[dict[str, int], int]:
         capped = [q for q in self.queues if q.max_concurrency is not None]
         if capped:
-            active = store.active_counts(conn, [q.name for q in capped])
+            active = worker_queries.active_counts(conn, [q.name for q in capped])
             for q in capped:
                 assert q.max_concurrency is not None
                 limits[q.name] = min(limits[q.name], q.max_concurrency - active.get(q.name, 0))
         cap = self.settings.CLUSTER_WIDE_CAP
         if cap is not None:
-            total = min(total, cap - store.active_total(conn))
+            total = min(total, cap - worker_queries.active_total(conn))
         return limits, total

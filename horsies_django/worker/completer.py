@@ -17,9 +17,10 @@ from typing import Final
 
 import psycopg
 
-from horsies_django.db import sql, store
+from horsies_django.db import worker_queries
+from horsies_django.db.connections import Row
 from horsies_django.db.outbox import Outbox
-from horsies_django.db.store import Finish, Row
+from horsies_django.db.worker_queries import Finish
 
 logger = logging.getLogger("horsies_django.worker")
 
@@ -89,11 +90,11 @@ class Completer:
             if self._releases:
                 releases = self._take(self._releases)
                 self._in_flight = releases
-                outbox.send(RELEASE, [store.claims_payload(releases)])
+                outbox.send(RELEASE, [worker_queries.claims_payload(releases)])
             else:
                 finishes = self._take(self._finishes)
                 self._in_flight = finishes
-                outbox.send(FINISH, [store.finish_payload(finishes)])
+                outbox.send(FINISH, [worker_queries.finish_payload(finishes)])
         except psycopg.Error as exc:
             self._failed(exc)
 
@@ -108,7 +109,7 @@ class Completer:
             return
         if rows is None:
             return
-        self._recorded({str(r[0]) for r in rows})
+        self._recorded(worker_queries.recorded_ids(rows))
         self.flush()
 
     def stop(self, timeout_s: float) -> int:
@@ -123,7 +124,7 @@ class Completer:
                     self._failed(exc)
                     continue
                 if rows is not None:
-                    self._recorded({str(r[0]) for r in rows})
+                    self._recorded(worker_queries.recorded_ids(rows))
             else:
                 time.sleep(min(left, max(0.0, self._next_connect - time.monotonic()), 0.5))
         if self._outbox is not None:
@@ -143,7 +144,7 @@ class Completer:
         if time.monotonic() < self._next_connect:
             return None
         try:
-            statements = {FINISH: sql.FINISH, RELEASE: sql.RELEASE_CLAIMS}
+            statements = {FINISH: worker_queries.FINISH, RELEASE: worker_queries.RELEASE_CLAIMS}
             self._outbox = Outbox(self._connect(), statements)
         except psycopg.Error as exc:
             self._retry_later(exc)

@@ -21,7 +21,7 @@ from typing import Any, Final
 import psycopg
 
 from horsies_django.conf import HorsiesSettings
-from horsies_django.db import sql, store
+from horsies_django.db import connections, notify, worker_queries
 from horsies_django.db.notify import open_listener, pending_notifications
 
 logger = logging.getLogger("horsies_django.worker")
@@ -30,14 +30,14 @@ DB_ERRORS: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 MIN_RECONNECT_BACKOFF_S: Final = 0.2
 MAX_RECONNECT_BACKOFF_S: Final = 10.0
 
-type Connection = psycopg.Connection[store.Row]
+type Connection = psycopg.Connection[connections.Row]
 
 
 class ConnectionKeeper:
     def __init__(self, settings: HorsiesSettings) -> None:
         self.settings = settings
         self.alias = settings.DATABASE_ALIAS
-        self.params: dict[str, Any] = store.connection_params(self.alias)
+        self.params: dict[str, Any] = connections.connection_params(self.alias)
         self.main: Connection | None = None
         self.claims: Connection | None = None
         self.listener: Connection | None = None
@@ -50,13 +50,13 @@ class ConnectionKeeper:
 
     def connect(self) -> None:
         """Open `main` and `claims` (raises the database error if either fails)."""
-        main = store.connect_worker(self.params)
+        main = connections.connect_worker(self.params)
         try:
-            store.set_idle_session_timeout(main, self.settings.WORKER_STALE_AFTER_MS)
-            claims = store.connect_worker(self.params)
+            worker_queries.set_idle_session_timeout(main, self.settings.WORKER_STALE_AFTER_MS)
+            claims = connections.connect_worker(self.params)
             if self.settings.ASYNC_CLAIM_COMMIT:  # opt-in: a server crash can undo claims
-                store.commit_asynchronously(main)
-                store.commit_asynchronously(claims)
+                worker_queries.commit_asynchronously(main)
+                worker_queries.commit_asynchronously(claims)
         except BaseException:
             main.close()
             raise
@@ -88,7 +88,7 @@ class ConnectionKeeper:
     def open_listener(self) -> bool:
         """LISTEN for new tasks; False (and polling meanwhile) if it cannot."""
         try:
-            self.listener = open_listener(self.alias, [sql.TASK_NEW_CHANNEL])
+            self.listener = open_listener(self.alias, [notify.TASK_NEW_CHANNEL])
         except DB_ERRORS as exc:
             logger.warning("could not LISTEN (%s); polling meanwhile", exc)
             self.listener = None
@@ -112,7 +112,7 @@ class ConnectionKeeper:
             logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
             self.drop_listener()
             return []
-        return [payload for channel, payload in notes if channel == sql.TASK_NEW_CHANNEL]
+        return [payload for channel, payload in notes if channel == notify.TASK_NEW_CHANNEL]
 
     def wake(self) -> float | None:
         """When to try reconnecting, if anything is down."""

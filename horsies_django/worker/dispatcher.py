@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from horsies_django.db.store import Claimed
+from horsies_django.db.claim import Claimed
 from horsies_django.execution import Outcome, failure
 from horsies_django.types import AttemptOutcome, OperationalErrorCode
 from horsies_django.worker.child import FAILED, READY

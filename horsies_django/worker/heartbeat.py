@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import psycopg
 
 from horsies_django.conf import HorsiesSettings
-from horsies_django.db import store
+from horsies_django.db import connections, worker_queries
 from horsies_django.maintenance import expirer, rescuer
 from horsies_django.maintenance.leader import Leadership
 
@@ -36,10 +36,10 @@ class Heartbeat:
         return now >= self.next_maintenance
 
     def beat(
-        self, conn: psycopg.Connection[store.Row], held: Sequence[str], *, stopping: bool
+        self, conn: psycopg.Connection[connections.Row], held: Sequence[str], *, stopping: bool
     ) -> None:
         self.next_beat = time.monotonic() + self.settings.HEARTBEAT_INTERVAL_MS / 1000
-        store.heartbeat(
+        worker_queries.heartbeat(
             conn,
             self.worker_id,
             held=list(held),
@@ -47,7 +47,7 @@ class Heartbeat:
             state="STOPPING" if stopping else "RUNNING",
         )
 
-    def maintain(self, conn: psycopg.Connection[store.Row]) -> None:
+    def maintain(self, conn: psycopg.Connection[connections.Row]) -> None:
         """If this worker leads, run the rescuer and the expirer once."""
         self.next_maintenance = time.monotonic() + self.settings.RESCUER_INTERVAL_MS / 1000
         if self.leadership.held_on(conn):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
-from horsies_django.db.store import Claimed
+from horsies_django.db.claim import Claimed
 
 
 class HeldTasks:

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from horsies_django.db.store import Claimed
+from horsies_django.db.claim import Claimed
 from horsies_django.worker import inheritance
 from horsies_django.worker.child import PRELOAD, STAMP_JOB, STAMP_TIME, child_main
 

@@ -19,7 +19,8 @@ from typing import Any, Final
 import psycopg
 
 from horsies_django.conf import HorsiesSettings
-from horsies_django.db import store
+from horsies_django.db import connections, worker_queries
+from horsies_django.db.claim import CLAIM_STATEMENTS, Claimed, claim_request, claimed_from_row
 from horsies_django.db.outbox import Outbox
 from horsies_django.execution import now as now_utc
 from horsies_django.worker import claim_ahead
@@ -31,7 +32,7 @@ from horsies_django.worker.recorder import OutcomeRecorder
 DB_ERRORS: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 SETTLE_TIMEOUT_S: Final = 30.0
 
-type Connection = psycopg.Connection[store.Row]
+type Connection = psycopg.Connection[connections.Row]
 
 
 class Producer:
@@ -65,7 +66,7 @@ class Producer:
 
     def attach(self, conn: Connection) -> None:
         self.conn = conn
-        self.outbox = Outbox(conn, store.CLAIM_STATEMENTS)
+        self.outbox = Outbox(conn, CLAIM_STATEMENTS)
         self.in_flight = 0
         self.wanted = True
 
@@ -126,7 +127,7 @@ class Producer:
                 return
             self._claimed(claimed, room)
             return
-        statement, params = store.claim_request(
+        statement, params = claim_request(
             self.worker_id, self.planner.uncapped(room), room, self.planner.lease_s
         )
         try:
@@ -148,9 +149,9 @@ class Producer:
         if rows is None:
             return
         room, self.in_flight = self.in_flight, 0
-        self._claimed([store.claimed_from_row(r) for r in rows], room)
+        self._claimed([claimed_from_row(r) for r in rows], room)
 
-    def _claimed(self, claimed: list[store.Claimed], room: int) -> None:
+    def _claimed(self, claimed: list[Claimed], room: int) -> None:
         self.held.add(claimed, time.monotonic())
         self.wanted = len(claimed) >= room  # a full claim suggests a backlog
         if self.polled and not self.wanted:  # notifications carry due times; polls and due
@@ -169,7 +170,7 @@ class Producer:
 
     # ------------------------------------------------------------------ holding
 
-    def next_to_run(self) -> store.Claimed | None:
+    def next_to_run(self) -> Claimed | None:
         """The next held task to start; one whose good_until passed meanwhile expires."""
         while self.held:
             task = self.held.next()
@@ -238,7 +239,7 @@ class Producer:
         if self.conn is None or self.in_flight:
             return
         try:
-            due = store.next_due_seconds(self.conn, self.planner.queue_names)
+            due = worker_queries.next_due_seconds(self.conn, self.planner.queue_names)
         except DB_ERRORS as exc:
             self.lost(exc)
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from horsies_django.db.store import Claimed
+from horsies_django.db.claim import Claimed
 from horsies_django.execution import Outcome
 from horsies_django.outcomes import decide, expired
 from horsies_django.worker import reporting

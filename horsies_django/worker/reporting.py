@@ -13,7 +13,8 @@ import logging
 from typing import Any, Final
 
 from horsies_django import signals
-from horsies_django.db.store import Claimed, Finish
+from horsies_django.db.claim import Claimed
+from horsies_django.db.worker_queries import Finish
 from horsies_django.execution import Outcome, failure
 from horsies_django.types import AttemptOutcome, OperationalErrorCode, TaskStatus
 

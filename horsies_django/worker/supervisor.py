@@ -23,7 +23,7 @@ import psycopg
 from uuid_utils.compat import uuid7
 
 from horsies_django.conf import HorsiesSettings, horsies_settings
-from horsies_django.db import store
+from horsies_django.db import connections, worker_queries
 from horsies_django.worker.claims import ClaimPlanner
 from horsies_django.worker.completer import Completer
 from horsies_django.worker.connections import ConnectionKeeper
@@ -53,7 +53,7 @@ class Supervisor:
         self.planner = ClaimPlanner(self.settings, options.queues)
         self.keeper = ConnectionKeeper(self.settings)
         params = self.keeper.params
-        self.completer = Completer(lambda: store.connect_worker(params))
+        self.completer = Completer(lambda: connections.connect_worker(params))
         self.heartbeat = Heartbeat(self.settings, self.worker_id)
         self.readiness = Readiness()
         self.stopping = False
@@ -106,7 +106,7 @@ class Supervisor:
     def _connect_or_die(self) -> None:
         self.keeper.connect()
         assert self.keeper.main is not None
-        store.register_worker(
+        worker_queries.register_worker(
             self.keeper.main,
             worker_id=self.worker_id,
             name=self.name,
@@ -127,7 +127,7 @@ class Supervisor:
             if self.keeper.main is None:
                 self.keeper.connect()
             assert self.keeper.main is not None
-            store.stop_worker(self.keeper.main, self.worker_id, self.stop_reason)
+            worker_queries.stop_worker(self.keeper.main, self.worker_id, self.stop_reason)
         except DB_ERRORS as exc:
             logger.error("could not mark worker %s stopped: %s", self.worker_id, exc)
         self.keeper.close()
@@ -274,7 +274,7 @@ class Supervisor:
         if self.keeper.up and self.keeper.listener is None and self.keeper.open_listener():
             self.producer.wanted = True  # notifications sent while we were not listening
 
-    def _reconcile(self, main: psycopg.Connection[store.Row]) -> None:
+    def _reconcile(self, main: psycopg.Connection[connections.Row]) -> None:
         """After a lost connection, hand back what the database says we hold but we do not run.
 
         A reply lost with the connection can leave a claim committed that this process never
@@ -283,7 +283,7 @@ class Supervisor:
         """
         running = {c.task_id for c in self.dispatcher.running()}
         recording = self.completer.recording()
-        in_database = {task_id: gen for task_id, gen, _ in store.held_tasks(main, self.worker_id)}
+        in_database = worker_queries.held_generations(main, self.worker_id)
         held = self.producer.held_generations()
         for task_id, gen in in_database.items():
             if task_id in running or task_id in recording or held.get(task_id) == gen:

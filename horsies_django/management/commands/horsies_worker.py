@@ -9,8 +9,9 @@ import re
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
 
-from horsies_django import logs
+from horsies_django import catalogue, logs
 from horsies_django.conf import horsies_settings
 from horsies_django.exceptions import ConfigurationError
 from horsies_django.management.argtypes import int_between, non_negative_int, positive_seconds
@@ -115,9 +116,25 @@ class Command(BaseCommand):
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
         _log_registered_tasks()
+        _refresh_catalogue(settings.DATABASE_ALIAS)
         code = worker.run()
         if code:
             raise SystemExit(code)
+
+
+def _refresh_catalogue(alias: str) -> None:
+    """Publish this worker's tasks to `horsies_task_catalogue` for senders in other languages.
+    A database that is not up yet does not stop the worker: it connects when it can, and the
+    catalogue is refreshed at the next start or `migrate`."""
+    try:
+        changed = catalogue.refresh(alias)
+    except DatabaseError as exc:
+        logger.warning("could not refresh horsies_task_catalogue (%s); continuing", exc)
+        return
+    finally:
+        connections[alias].close()  # the worker runs on its own connections
+    if changed:
+        logger.info("horsies_task_catalogue updated: %s", ", ".join(changed))
 
 
 def _log_registered_tasks() -> None:

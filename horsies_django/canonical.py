@@ -1,0 +1,121 @@
+"""Canonical JSON and the `enqueue_sha` of a send, specified so any language can compute them.
+
+The specification is in docs/foreign-producers.md ("The enqueue_sha"); the shared test vectors
+in `clients/enqueue_sha_vectors.json` are checked by the Python suite, the Rust crate's suite
+and the database's own `horsies_enqueue_sha()`. In short: sha256 (lowercase hex) of the UTF-8
+bytes of the canonical JSON of the object
+
+    {"delay_ms", "good_until", "kwargs", "priority", "queue_name", "task_id", "task_name"}
+
+where canonical JSON has no whitespace, object keys sorted by code point, strings escaped
+only where JSON requires it, and every number written as its exact decimal value without an
+exponent or redundant zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+_SHORT_ESCAPES: Final = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n"}
+_SHORT_ESCAPES_MORE: Final = {"\r": "\\r", "\t": "\\t"}
+_ESCAPES: Final = {
+    **{chr(c): f"\\u{c:04x}" for c in range(0x20)},
+    **_SHORT_ESCAPES,
+    **_SHORT_ESCAPES_MORE,
+}
+_TABLE: Final = str.maketrans(_ESCAPES)
+
+
+def canonical_string(text: str) -> str:
+    """A JSON string: `"` and `\\` escaped, \\b \\f \\n \\r \\t, other controls as \\u00xx."""
+    return '"' + text.translate(_TABLE) + '"'
+
+
+def canonical_number(value: int | Decimal) -> str:
+    """The exact decimal value: no exponent, no '+', no redundant zeros; zero is "0"."""
+    if isinstance(value, int):
+        return str(value)
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a JSON number")
+    if value == 0:
+        return "0"
+    text = format(value.normalize(), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def canonical(value: Any) -> str:
+    """The canonical JSON of a value parsed with `parse_json` (numbers as int or Decimal)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int | Decimal):
+        return canonical_number(value)
+    if isinstance(value, float):  # a value not parsed by parse_json: its shortest repr, exactly
+        return canonical_number(Decimal(repr(value)))
+    if isinstance(value, str):
+        return canonical_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = sorted(value.items())
+        return "{" + ",".join(f"{canonical_string(k)}:{canonical(v)}" for k, v in items) + "}"
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def parse_json(text: str) -> Any:
+    """JSON text with every non-integer number kept as its exact Decimal."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def canonical_json(text: str) -> str:
+    """The canonical form of JSON text."""
+    return canonical(parse_json(text))
+
+
+def good_until_text(good_until: datetime | None) -> str | None:
+    """A deadline as the sha covers it: UTC, microseconds, `Z` (2026-12-04T17:00:00.000000Z)."""
+    if good_until is None:
+        return None
+    return good_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def delay_ms(delay_seconds: float | None) -> int | None:
+    """A send's delay as the sha covers it: whole milliseconds, rounded half up."""
+    if delay_seconds is None:
+        return None
+    return int(Decimal(repr(float(delay_seconds))) * 1000 + Decimal("0.5"))
+
+
+def enqueue_sha(
+    *,
+    task_id: str,
+    task_name: str,
+    queue_name: str,
+    priority: int,
+    kwargs_json: str,
+    delay_ms: int | None,
+    good_until: datetime | None,
+) -> str:
+    """SHA-256 over everything a send stores, so a replay can prove it carries the same payload."""
+    payload = (
+        f'{{"delay_ms":{"null" if delay_ms is None else delay_ms},'
+        f'"good_until":{_nullable(good_until_text(good_until))},'
+        f'"kwargs":{canonical_json(kwargs_json)},'
+        f'"priority":{priority},'
+        f'"queue_name":{canonical_string(queue_name)},'
+        f'"task_id":{canonical_string(task_id.lower())},'
+        f'"task_name":{canonical_string(task_name)}}}'
+    )
+    # surrogatepass: a forged payload with a lone surrogate gets a sha (and is refused later).
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _nullable(text: str | None) -> str:
+    return "null" if text is None else canonical_string(text)
