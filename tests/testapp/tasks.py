@@ -187,3 +187,29 @@ def gate(*, release: str, marker: str = "", limit_s: float = 120.0) -> TaskResul
 
 
 from tests.testapp import admin_tasks  # noqa: E402, F401  (tasks used by the admin tests)
+
+# --------------------------------------------------------------------------- for other languages
+
+
+class RustOrder(BaseModel):
+    """What the Rust client's `OrderInput` serde struct arrives as."""
+
+    id: int
+    items: list[str]
+    metadata: dict[str, JsonValue]
+
+
+@app.task("rust.echo_order")
+def echo_order(*, order: RustOrder) -> TaskResult[str, TaskError]:
+    assert isinstance(order, RustOrder), type(order)
+    return TaskResult(ok=f"order {order.id}: {len(order.items)} items")
+
+
+@app.task("rust.fail")
+def rust_fail(*, code: str) -> TaskResult[str, TaskError]:
+    return TaskResult(err=TaskError(error_code=code, message=f"failed with {code}"))
+
+
+@app.task("rust.boom")
+def rust_boom() -> TaskResult[str, TaskError]:
+    raise RuntimeError("rust.boom raised")
