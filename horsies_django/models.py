@@ -78,6 +78,13 @@ class Task(models.Model):
     origin = models.UUIDField(
         null=True, blank=True, help_text="The task this one was re-enqueued from."
     )
+    sent_by = models.CharField(
+        max_length=64,
+        db_default="python",
+        editable=False,
+        help_text="Where the send came from: python, or for horsies_send() its `sender` option "
+        "or else the session's application_name (rust, psql, ...).",
+    )
 
     objects: ClassVar[TaskQuerySet] = TaskQuerySet.as_manager()  # type: ignore[assignment]
 

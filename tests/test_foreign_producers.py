@@ -4,6 +4,7 @@ catalogue, and enqueue_sha v1 (docs/foreign-producers.md)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.test import Client
 from psycopg.types.json import Jsonb
 
 from horsies_django import TaskHandle, TaskSendOptions, canonical, catalogue
@@ -34,7 +36,8 @@ def sql() -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
 
 def send(conn: psycopg.Connection[Any], name: str, kwargs: Any, options: Any = None) -> str:
     row = conn.execute(
-        "SELECT horsies_send(%s, %s, %s)", (name, Jsonb(kwargs), Jsonb({} if options is None else options))
+        "SELECT horsies_send(%s, %s, %s)",
+        (name, Jsonb(kwargs), Jsonb({} if options is None else options)),
     ).fetchone()
     assert row is not None
     return str(row[0])
@@ -335,3 +338,36 @@ def test_a_starting_worker_publishes_its_tasks(start_worker: Any) -> None:
     worker = start_worker()
     assert "horsies_task_catalogue updated" in worker.log()
     assert sql_rows("SELECT count(*) FROM horsies_task_catalogue") == [(len(table.definitions),)]
+
+
+# --------------------------------------------------------------------------- where it came from
+
+
+def test_every_task_says_where_it_was_sent_from(sql: psycopg.Connection[Any]) -> None:
+    from_python = echo.send(value=1).ok_value.task_id
+    from_sql = send(sql, "tests.echo", {"value": 2})
+    from_rust = send(sql, "tests.echo", {"value": 3}, {"sender": "rust"})
+    sql.execute("SET application_name = 'billing-service'")
+    from_app = send(sql, "tests.echo", {"value": 4})
+    sent_by = dict(sql_rows("SELECT id::text, sent_by FROM horsies_task"))
+    assert [sent_by[i] for i in (from_python, from_sql, from_rust, from_app)] == [
+        "python",
+        "sql",
+        "rust",
+        "billing-service",
+    ]
+    error = refused(sql, "tests.echo", {"value": 5}, {"sender": ""})
+    assert error.sqlstate == "HZ003"
+    assert "sender" in str(error)
+
+
+def test_the_admin_task_page_shows_the_sender(
+    sql: psycopg.Connection[Any], admin_client: Client
+) -> None:
+    task_id = send(sql, "tests.echo", {"value": 1}, {"sender": "rust"})
+    page = admin_client.get(f"/admin/horsies_django/task/{task_id}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert re.search(
+        r'field-sent_by".*?<label>Sent by:</label>.*?<div class="readonly">rust</div>', html, re.S
+    )

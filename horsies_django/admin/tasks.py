@@ -116,6 +116,7 @@ class TaskAdmin(common.ReadOnlyAdmin, _TaskAdmin):
                     "priority",
                     "status_badge",
                     "retries",
+                    "sent_by",
                     "origin_link",
                 )
             },

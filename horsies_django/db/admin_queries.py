@@ -150,14 +150,15 @@ def kwargs_has_value(value: Any) -> RawSQL:
 
 # --------------------------------------------- operator actions (through services in operations.py)
 
-# Copy a finished (FAILED/CANCELLED/EXPIRED) task as a new PENDING task linked to the original.
+# Copy a finished (FAILED/CANCELLED/EXPIRED) task as a new PENDING task linked to the original
+# (and sent by whoever sent the original).
 REENQUEUE_COPY: Final = """
 INSERT INTO horsies_task (
     id, task_name, queue_name, priority, status, kwargs, sent_at, enqueued_at, good_until,
-    timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen, origin)
+    timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen, origin, sent_by)
 SELECT %s, task_name, queue_name, priority, 'PENDING', kwargs, statement_timestamp(),
     statement_timestamp(), NULL, timeout_ms, 0, max_retries, options,
-    encode(sha256(convert_to(%s || kwargs::text, 'UTF8')), 'hex'), 0, id
+    encode(sha256(convert_to(%s || kwargs::text, 'UTF8')), 'hex'), 0, id, sent_by
 FROM horsies_task
 WHERE id = %s AND status IN ('FAILED', 'CANCELLED', 'EXPIRED')
 RETURNING id, task_name

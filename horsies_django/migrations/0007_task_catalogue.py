@@ -123,7 +123,7 @@ BEGIN
     END IF;
     IF problem IS NULL THEN
         SELECT string_agg(k, ', ' ORDER BY k) INTO problem FROM jsonb_object_keys(opts) AS k
-        WHERE k NOT IN ('delay_ms', 'good_until', 'priority', 'task_id', 'enqueue_sha');
+        WHERE k NOT IN ('delay_ms', 'good_until', 'priority', 'task_id', 'enqueue_sha', 'sender');
         problem := 'unknown option(s) ' || problem;
     END IF;
     IF problem IS NULL AND opts ? 'delay_ms' AND jsonb_typeof(opts -> 'delay_ms') <> 'null' THEN
@@ -166,11 +166,16 @@ BEGIN
        AND (opts ->> 'enqueue_sha') !~ '^[0-9a-f]{64}$' THEN
         problem := format('enqueue_sha=%s must be 64 lowercase hex digits', opts -> 'enqueue_sha');
     END IF;
+    IF problem IS NULL AND opts ? 'sender' AND (jsonb_typeof(opts -> 'sender') <> 'string'
+       OR length(opts ->> 'sender') NOT BETWEEN 1 AND 64) THEN
+        problem := format('sender=%s must be a name of 1 to 64 characters, e.g. "rust"',
+                          opts -> 'sender');
+    END IF;
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'HZ003',
             MESSAGE = format('VALIDATION_FAILED: %s: %s', entry.task_name, problem),
-            HINT = 'Options are delay_ms, good_until, priority, task_id and enqueue_sha '
-                   '(docs/foreign-producers.md).';
+            HINT = 'Options are delay_ms, good_until, priority, task_id, enqueue_sha and '
+                   'sender (docs/foreign-producers.md).';
     END IF;
 
     new_id := coalesce(new_id, horsies_uuid7());
@@ -185,11 +190,13 @@ BEGIN
 
     INSERT INTO horsies_task AS t (
         id, task_name, queue_name, priority, status, kwargs, sent_at, enqueued_at, good_until,
-        timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen)
+        timeout_ms, retry_count, max_retries, options, enqueue_sha, claim_gen, sent_by)
     VALUES (new_id, entry.task_name, entry.queue_name, priority, 'PENDING', kwargs,
         statement_timestamp(),
         statement_timestamp() + make_interval(secs => coalesce(delay_ms, 0) / 1000.0),
-        good_until, entry.timeout_ms, 0, entry.max_retries, entry.options, sha, 0)
+        good_until, entry.timeout_ms, 0, entry.max_retries, entry.options, sha, 0,
+        coalesce(opts ->> 'sender', nullif(current_setting('application_name', true), ''),
+                 'sql'))
     ON CONFLICT (id) DO NOTHING;
     IF NOT FOUND THEN  -- a replay: the same payload is the same send, another is refused
         SELECT t.enqueue_sha INTO stored_sha FROM horsies_task t WHERE t.id = new_id;
@@ -287,6 +294,17 @@ class Migration(migrations.Migration):
                 "db_table": "horsies_task_catalogue",
                 "ordering": ["task_name"],
             },
+        ),
+        migrations.AddField(
+            model_name="task",
+            name="sent_by",
+            field=models.CharField(
+                db_default="python",
+                editable=False,
+                help_text="Where the send came from: python, or for horsies_send() its `sender` "
+                "option or else the session's application_name (rust, psql, ...).",
+                max_length=64,
+            ),
         ),
         migrations.RunSQL(FORWARD, REVERSE),
     ]
