@@ -1,4 +1,5 @@
-"""Every ```python block in README.md and docs/*.md runs, so the docs cannot drift from the code.
+"""Every ```python and ```sql block in README.md and docs/*.md runs, so the docs cannot drift
+from the code.
 
 Conventions for doc writers (the line just before a fence may carry a marker comment):
 
@@ -11,6 +12,10 @@ Conventions for doc writers (the line just before a fence may carry a marker com
 - `<!-- docs-test: skip REASON -->` skips a block (use sparingly, always with a reason).
 - A block that assigns `HORSIES = {...}` has that dict validated like real settings.
 - Top-level `await` is allowed (the block then runs under `asyncio.run`).
+- A ```sql block runs statement by statement on a plain psycopg connection to the same database,
+  in its file's order among the python blocks (the docs' worker is running, and it has published
+  the docs' task modules to the catalogue). A line `-- => TEXT` after a statement states its
+  result: the first column of the first row, as text.
 - Shell, settings files of other tools, unit files: use another fence language (bash, ini, text).
 """
 
@@ -39,7 +44,7 @@ from horsies_django.conf import parse
 from tests.conftest import ROOT, WorkerProcess, database_url
 
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE_OPEN = re.compile(r"^```python\s*$")
+FENCE_OPEN = re.compile(r"^```(?P<lang>python|sql)\s*$")
 ANY_PYTHON_FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*(python3?|py|pycon)\b", re.IGNORECASE)
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<kind>\w[\w-]*)\s*(?P<arg>.*?)\s*-->\s*$")
 MODULE_PREFIX = "horsies_docs_"
@@ -54,6 +59,7 @@ class Block:
     code: str
     marker: str | None = None
     marker_arg: str = ""
+    lang: str = "python"
 
     @property
     def id(self) -> str:
@@ -66,12 +72,13 @@ class Block:
 
 
 def extract_blocks(path: Path) -> list[Block]:
-    """The ```python blocks of one markdown file, with the marker comment before each."""
+    """The ```python and ```sql blocks of one markdown file, with the marker comment before each."""
     lines = path.read_text().splitlines()
     blocks: list[Block] = []
     i = 0
     while i < len(lines):
-        if not FENCE_OPEN.match(lines[i]):
+        fence = FENCE_OPEN.match(lines[i])
+        if not fence:
             i += 1
             continue
         start = i
@@ -79,7 +86,8 @@ def extract_blocks(path: Path) -> list[Block]:
         if end is None:
             raise AssertionError(f"{path.name}:{start + 1}: unclosed ```python fence")
         marker, arg = _marker_before(lines, start)
-        blocks.append(Block(path, start + 1, "\n".join(lines[start + 1 : end]) + "\n", marker, arg))
+        code = "\n".join(lines[start + 1 : end]) + "\n"
+        blocks.append(Block(path, start + 1, code, marker, arg, fence["lang"]))
         i = end + 1
     return blocks
 
@@ -209,8 +217,43 @@ def _assigns_horsies(code: str) -> bool:
     )
 
 
+EXPECTED = re.compile(r"^--\s*=>\s?(?P<text>.*)$")
+
+
+def sql_statements(code: str) -> list[tuple[str, str | None]]:
+    """(statement, the result stated by a `-- => TEXT` line after it, or None)."""
+    statements: list[tuple[str, str | None]] = []
+    current: list[str] = []
+    for line in code.splitlines():
+        expected = EXPECTED.match(line.strip())
+        if expected and statements and not current:
+            statements[-1] = (statements[-1][0], expected["text"])
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append(("\n".join(current), None))
+            current = []
+    assert not "".join(current).strip(), f"a statement does not end with ';': {current}"
+    return statements
+
+
+def run_sql_block(block: Block) -> None:
+    import psycopg
+
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        for statement, expected in sql_statements(block.code):
+            cur = conn.execute(statement)
+            row = cur.fetchone() if cur.description else None
+            if expected is not None:
+                assert row is not None, f"{statement!r} returned no row"
+                assert str(row[0]) == expected, statement
+
+
 def run_block(block: Block, env: DocsEnvironment, namespace: dict[str, Any]) -> None:
     """Execute one block in its file's namespace (a task module is imported instead)."""
+    if block.lang == "sql":
+        run_sql_block(block)
+        return
     if block.marker == "tasks":
         module = importlib.import_module(block.module_name)
         namespace.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
@@ -260,7 +303,17 @@ def test_every_python_fence_is_collected() -> None:
         for line in path.read_text().splitlines()
         if ANY_PYTHON_FENCE.match(line)
     )
-    assert fences == len(ALL_BLOCKS), "write python blocks as ```python at the start of a line"
+    python_blocks = [b for b in ALL_BLOCKS if b.lang == "python"]
+    assert fences == len(python_blocks), "write python blocks as ```python at the start of a line"
+
+
+def test_sql_statements_and_their_stated_results_are_told_apart() -> None:
+    code = "SELECT 1;\n-- => 1\nSELECT 'a'\n    || 'b';\n-- a comment\nSELECT 2;\n"
+    assert sql_statements(code) == [
+        ("SELECT 1;", "1"),
+        ("SELECT 'a'\n    || 'b';", None),
+        ("-- a comment\nSELECT 2;", None),
+    ]
 
 
 def test_markers_are_known_and_skips_say_why() -> None:
