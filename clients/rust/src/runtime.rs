@@ -52,6 +52,10 @@ pub struct AppConfig {
     pub poll_interval: Duration,
     /// The `application_name` of the connection (when the URL does not say).
     pub application_name: String,
+    /// Where the sends come from, stored as the task's `sent_by` (the `sender` option of
+    /// `horsies_send`; it is not part of the `enqueue_sha`). `None` leaves it to the server
+    /// (the session's `application_name`).
+    pub sender: Option<String>,
 }
 
 impl AppConfig {
@@ -69,6 +73,7 @@ impl Default for AppConfig {
             connect_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             application_name: "horsies-rust".to_string(),
+            sender: Some("rust".to_string()),
         }
     }
 }
@@ -433,7 +438,11 @@ impl Runtime {
             .await
             .map_err(|e| failed(format!("{}: cannot connect: {}", payload.task_name, describe(&e))))?;
         let kwargs = crate::canonical::canonical_json(&payload.kwargs);
-        let options = crate::canonical::canonical_json(&send_options(payload));
+        let mut options = send_options(payload);
+        if let (Some(sender), Value::Object(map)) = (&self.inner.config.sender, &mut options) {
+            map.insert("sender".into(), Value::String(sender.clone()));
+        }
+        let options = crate::canonical::canonical_json(&options);
         let result = async {
             let statement = conn.statement(SEND_SQL).await?;
             conn.client.query_one(&statement, &[&payload.task_name, &kwargs, &options]).await
