@@ -359,3 +359,111 @@ pub async fn send_new<A: Serialize + ?Sized, T: DeserializeOwned>(
         Err(error) => Err(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Serialize)]
+    struct Args {
+        n: i64,
+        text: String,
+    }
+
+    fn build(args: &impl Serialize, delay: Option<Duration>, options: &TaskSendOptions) -> TaskSendResult<TaskSendPayload> {
+        build_payload("orders.process_order", "default", canonical::new_task_id(), args, delay, options)
+    }
+
+    #[test]
+    fn a_payload_carries_its_own_sha() {
+        let payload = build(&Args { n: 1, text: "x".into() }, None, &TaskSendOptions::new()).unwrap();
+        assert_eq!(payload.kwargs, json!({"n": 1, "text": "x"}));
+        assert_eq!(payload.priority, DEFAULT_PRIORITY);
+        assert_eq!(payload.delay_ms, None);
+        assert!(payload.sha_matches());
+        let mut altered = payload.clone();
+        altered.kwargs = json!({"n": 2, "text": "x"});
+        assert!(!altered.sha_matches());
+    }
+
+    #[test]
+    fn the_shared_vector_scheduled_with_deadline() {
+        let deadline = DateTime::parse_from_rfc3339("2026-12-04T17:00:00Z").unwrap().with_timezone(&Utc);
+        let payload = build_payload(
+            "orders.process_order",
+            "default",
+            "0193a1c2-7d4e-7f00-8a00-000000000000".into(),
+            &json!({"text": "x"}),
+            Some(Duration::from_millis(60000)),
+            &TaskSendOptions::new().good_until(deadline).priority(100),
+        )
+        .unwrap();
+        assert_eq!(payload.delay_ms, Some(60000));
+        assert_eq!(payload.priority, 100);
+        let canonical = canonical::enqueue_canonical(
+            &payload.task_id, &payload.task_name, &payload.queue_name, payload.priority,
+            &payload.kwargs, payload.delay_ms, payload.good_until.as_ref(),
+        );
+        assert!(canonical.starts_with("{\"delay_ms\":60000,\"good_until\":\"2026-12-04T17:00:00.000000Z\""));
+    }
+
+    #[test]
+    fn arguments_must_be_an_object() {
+        for bad in [json!([1, 2]), json!("x"), json!(3), json!(null)] {
+            let err = build(&bad, None, &TaskSendOptions::new()).unwrap_err();
+            assert_eq!(err.code, TaskSendErrorCode::ValidationFailed);
+            assert!(!err.retryable);
+            assert!(err.payload.is_none());
+        }
+        let err = build(&json!({"s": "a\u{0}b"}), None, &TaskSendOptions::new()).unwrap_err();
+        assert_eq!(err.code, TaskSendErrorCode::ValidationFailed);
+        let mut map = std::collections::HashMap::new();
+        map.insert(vec![1u8], 1); // a map with non-string keys does not serialize to JSON
+        let err = build(&map, None, &TaskSendOptions::new()).unwrap_err();
+        assert_eq!(err.code, TaskSendErrorCode::ValidationFailed);
+    }
+
+    #[test]
+    fn priority_is_checked() {
+        for bad in [0, 101] {
+            let err = build(&json!({}), None, &TaskSendOptions::new().priority(bad)).unwrap_err();
+            assert_eq!(err.code, TaskSendErrorCode::ValidationFailed, "{bad}");
+        }
+        assert_eq!(build(&json!({}), None, &TaskSendOptions::new().priority(1)).unwrap().priority, 1);
+    }
+
+    #[test]
+    fn good_until_keeps_microseconds_and_options_carry_everything() {
+        let deadline = DateTime::parse_from_rfc3339("2030-01-02T03:04:05.006007891Z").unwrap().with_timezone(&Utc);
+        let payload = build(&json!({"n": 1}), Some(Duration::from_millis(1500)), &TaskSendOptions::new().good_until(deadline)).unwrap();
+        assert_eq!(canonical::format_good_until(&payload.good_until.unwrap()), "2030-01-02T03:04:05.006007Z");
+        assert!(payload.sha_matches());
+        let options = crate::runtime::send_options(&payload);
+        assert_eq!(
+            options,
+            json!({
+                "task_id": payload.task_id,
+                "enqueue_sha": payload.enqueue_sha,
+                "priority": 50,
+                "delay_ms": 1500,
+                "good_until": "2030-01-02T03:04:05.006007Z",
+            })
+        );
+        let immediate = build(&json!({}), None, &TaskSendOptions::new()).unwrap();
+        let options = crate::runtime::send_options(&immediate);
+        assert!(options.get("delay_ms").is_none() && options.get("good_until").is_none());
+    }
+
+    #[test]
+    fn error_codes_display_and_retryability() {
+        let err = TaskSendError::new(TaskSendErrorCode::ValidationFailed, "VALIDATION_FAILED: no task x");
+        assert_eq!(err.message, "no task x");
+        assert_eq!(err.to_string(), "VALIDATION_FAILED: no task x");
+        assert_eq!(TaskSendErrorCode::SendSuppressed.to_string(), "SEND_SUPPRESSED");
+        assert_eq!(TaskSendErrorCode::PayloadMismatch.to_string(), "PAYLOAD_MISMATCH");
+        assert!(TaskSendError::new(TaskSendErrorCode::EnqueueFailed, "x").retryable);
+        assert!(!TaskSendError::new(TaskSendErrorCode::PayloadMismatch, "x").retryable);
+        assert_eq!(serde_json::to_value(TaskSendErrorCode::EnqueueFailed).unwrap(), json!("ENQUEUE_FAILED"));
+    }
+}
