@@ -3,6 +3,9 @@
 Sends never raise for bad input or a database outage: they return `Err(TaskSendError)`. A send
 inside `transaction.atomic()` is part of that transaction, so it is visible (and wakes
 workers, by the NOTIFY trigger) only if the caller commits.
+
+Longer than 400 lines on purpose: single, bulk, async and replayed sends share one path of
+checks, encoding and error mapping, and splitting it would let the variants drift apart.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 A `TaskResult` holds exactly one of ok/err; built-in error codes can only be produced by the
 library (a user string equal to one is refused), so a code always means what it says.
+
+Longer than 400 lines on purpose: every public value of API.md in one place, each a small
+class, so the public contract reads as one page.
 """
 
 from __future__ import annotations
