@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final
-
-_SHORT_ESCAPES: Final = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n"}
-_SHORT_ESCAPES_MORE: Final = {"\r": "\\r", "\t": "\\t"}
-_ESCAPES: Final = {
-    **{chr(c): f"\\u{c:04x}" for c in range(0x20)},
-    **_SHORT_ESCAPES,
-    **_SHORT_ESCAPES_MORE,
-}
-_TABLE: Final = str.maketrans(_ESCAPES)
 
 
 def canonical_string(text: str) -> str:
-    """A JSON string: `"` and `\\` escaped, \\b \\f \\n \\r \\t, other controls as \\u00xx."""
-    return '"' + text.translate(_TABLE) + '"'
+    """A JSON string: `"` and `\\` escaped, \\b \\f \\n \\r \\t, other controls as \\u00xx
+    (lowercase), every other character as itself: exactly json's own escaping, in C."""
+    return encode_basestring(text)
+
+
+# A digit followed by a point or an exponent: every non-integer number token has one (a string
+# may too, which only costs the exact path).
+_MAYBE_FRACTIONAL: Final = re.compile(r"[0-9][.eE]")
+# With sorted keys, no spaces and strings as they are, json.dumps writes canonical JSON of
+# everything but non-integer numbers (its own escapes are exactly the canonical ones).
+_FAST: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def canonical_number(value: int | Decimal) -> str:
@@ -76,6 +78,8 @@ def parse_json(text: str) -> Any:
 
 def canonical_json(text: str) -> str:
     """The canonical form of JSON text."""
+    if _MAYBE_FRACTIONAL.search(text) is None:  # integers only: the C encoder, ~10x faster
+        return _FAST.encode(json.loads(text))
     return canonical(parse_json(text))
 
 
