@@ -19,7 +19,7 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any, Final
 
 
