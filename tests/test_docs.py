@@ -16,6 +16,9 @@ Conventions for doc writers (the line just before a fence may carry a marker com
   in its file's order among the python blocks (the docs' worker is running, and it has published
   the docs' task modules to the catalogue). A line `-- => TEXT` after a statement states its
   result: the first column of the first row, as text.
+- A ```rust block is a program of the Rust client: its first line names its file
+  (`// clients/rust/examples/NAME.rs`), which must hold exactly the block; it is built and run
+  (with the docs' worker), and each `// => TEXT` line must be a line of what it prints.
 - Shell, settings files of other tools, unit files: use another fence language (bash, ini, text).
 """
 
@@ -44,7 +47,7 @@ from horsies_django.conf import parse
 from tests.conftest import ROOT, WorkerProcess, database_url
 
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE_OPEN = re.compile(r"^```(?P<lang>python|sql)\s*$")
+FENCE_OPEN = re.compile(r"^```(?P<lang>python|sql|rust)\s*$")
 ANY_PYTHON_FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*(python3?|py|pycon)\b", re.IGNORECASE)
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<kind>\w[\w-]*)\s*(?P<arg>.*?)\s*-->\s*$")
 MODULE_PREFIX = "horsies_docs_"
@@ -249,10 +252,37 @@ def run_sql_block(block: Block) -> None:
                 assert str(row[0]) == expected, statement
 
 
+RUST_EXAMPLE = re.compile(r"^// (?P<path>clients/rust/examples/(?P<name>\w+)\.rs)\n")
+
+
+def run_rust_block(block: Block) -> None:
+    found = RUST_EXAMPLE.match(block.code)
+    assert found, f"{block.id}: start the block with // clients/rust/examples/NAME.rs"
+    assert (ROOT / found["path"]).read_text() == block.code, f"{found['path']} differs"
+    cargo = [str(ROOT / "clients/rust/offline-cargo.sh"), "build", "--quiet", "--example"]
+    build = subprocess.run([*cargo, found["name"]], capture_output=True, text=True, check=False)
+    assert build.returncode == 0, build.stderr[-4000:]
+    done = subprocess.run(
+        [str(ROOT / "clients/rust/target/debug/examples" / found["name"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DATABASE_URL": database_url()},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.splitlines()
+    for expected in re.findall(r"^// => (.*)$", block.code, re.M):
+        assert expected in printed, f"{expected!r} not printed:\n{done.stdout}"
+
+
 def run_block(block: Block, env: DocsEnvironment, namespace: dict[str, Any]) -> None:
     """Execute one block in its file's namespace (a task module is imported instead)."""
     if block.lang == "sql":
         run_sql_block(block)
+        return
+    if block.lang == "rust":
+        run_rust_block(block)
         return
     if block.marker == "tasks":
         module = importlib.import_module(block.module_name)
@@ -304,6 +334,7 @@ def test_every_python_fence_is_collected() -> None:
         if ANY_PYTHON_FENCE.match(line)
     )
     python_blocks = [b for b in ALL_BLOCKS if b.lang == "python"]
+    assert any(b.lang == "rust" for b in ALL_BLOCKS)
     assert fences == len(python_blocks), "write python blocks as ```python at the start of a line"
 
 
