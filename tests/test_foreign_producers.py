@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from horsies_django import TaskHandle, TaskSendOptions, canonical, catalogue
@@ -371,3 +373,26 @@ def test_the_admin_task_page_shows_the_sender(
     assert re.search(
         r'field-sent_by".*?<label>Sent by:</label>.*?<div class="readonly">rust</div>', html, re.S
     )
+
+
+STORABLE_TEXT = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]))
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | STORABLE_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(STORABLE_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+FIXTURE_REUSED = [HealthCheck.function_scoped_fixture]  # one connection for every example
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_REUSED)
+@given(value=JSON_VALUES)
+def test_the_database_writes_the_canonical_json_python_writes(
+    sql: psycopg.Connection[Any], value: Any
+) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    row = sql.execute("SELECT horsies_canonical_json(%s::jsonb)", (text,)).fetchone()
+    assert row == (canonical.canonical_json(text),)

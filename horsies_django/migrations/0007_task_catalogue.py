@@ -16,16 +16,19 @@ CREATE FUNCTION horsies_contract_version() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1 $$;
 
 CREATE FUNCTION horsies_uuid7() RETURNS uuid
-LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
-SELECT encode(
-    set_bit(set_bit(
-        overlay(uuid_send(gen_random_uuid())
-                PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
-                FROM 1 FOR 6),
-        52, 1), 53, 1),
-    'hex')::uuid
-$$;
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $$
+BEGIN
+    RETURN encode(
+        set_bit(set_bit(
+            overlay(uuid_send(gen_random_uuid())
+                    PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                    FROM 1 FOR 6),
+            52, 1), 53, 1),
+        'hex')::uuid;
+END $$;
 
+-- The scalar cases are written out in each query: a SQL function called per element is not
+-- inlined there, and would cost more than the rest of the query.
 CREATE FUNCTION horsies_canonical_json(value jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
@@ -33,48 +36,61 @@ DECLARE
 BEGIN
     CASE jsonb_typeof(value)
     WHEN 'object' THEN
-        SELECT '{' || coalesce(string_agg(
-                   to_json(e.key)::text || ':' || horsies_canonical_json(e.value),
-                   ',' ORDER BY e.key COLLATE "C"), '') || '}'
+        SELECT '{' || coalesce(string_agg(to_json(e.key)::text || ':' ||
+            CASE jsonb_typeof(e.value)
+                WHEN 'number' THEN trim_scale((e.value #>> '{}')::numeric)::text
+                WHEN 'string' THEN to_json(e.value #>> '{}')::text
+                WHEN 'object' THEN horsies_canonical_json(e.value)
+                WHEN 'array' THEN horsies_canonical_json(e.value)
+                ELSE e.value::text  -- true, false, null
+            END, ',' ORDER BY e.key COLLATE "C"), '') || '}'
         INTO text_out FROM jsonb_each(value) AS e;
-        RETURN text_out;
     WHEN 'array' THEN
-        SELECT '[' || coalesce(string_agg(horsies_canonical_json(a.value), ',' ORDER BY a.n), '')
-               || ']'
+        SELECT '[' || coalesce(string_agg(
+            CASE jsonb_typeof(a.value)
+                WHEN 'number' THEN trim_scale((a.value #>> '{}')::numeric)::text
+                WHEN 'string' THEN to_json(a.value #>> '{}')::text
+                WHEN 'object' THEN horsies_canonical_json(a.value)
+                WHEN 'array' THEN horsies_canonical_json(a.value)
+                ELSE a.value::text
+            END, ',' ORDER BY a.n), '') || ']'
         INTO text_out FROM jsonb_array_elements(value) WITH ORDINALITY AS a(value, n);
-        RETURN text_out;
     WHEN 'number' THEN
-        RETURN trim_scale((value #>> '{}')::numeric)::text;
+        text_out := trim_scale((value #>> '{}')::numeric)::text;
     WHEN 'string' THEN
-        RETURN to_json(value #>> '{}')::text;
+        text_out := to_json(value #>> '{}')::text;
     ELSE
-        RETURN value::text;  -- true, false, null
+        text_out := value::text;
     END CASE;
+    RETURN text_out;
 END $$;
 
 CREATE FUNCTION horsies_enqueue_sha(
     task_id uuid, task_name text, queue_name text, priority integer, kwargs jsonb,
     delay_ms bigint, good_until timestamptz
 ) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-SELECT encode(sha256(convert_to(
-    '{"delay_ms":' || coalesce(delay_ms::text, 'null')
-    || ',"good_until":' || coalesce(
-        to_json(to_char(good_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text,
-        'null')
-    || ',"kwargs":' || horsies_canonical_json(kwargs)
-    || ',"priority":' || priority::text
-    || ',"queue_name":' || to_json(queue_name)::text
-    || ',"task_id":' || to_json(task_id::text)::text
-    || ',"task_name":' || to_json(task_name)::text
-    || '}', 'UTF8')), 'hex')
-$$;
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN encode(sha256(convert_to(
+        '{"delay_ms":' || coalesce(delay_ms::text, 'null')
+        || ',"good_until":' || coalesce(
+            to_json(to_char(good_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text,
+            'null')
+        || ',"kwargs":' || horsies_canonical_json(kwargs)
+        || ',"priority":' || priority::text
+        || ',"queue_name":' || to_json(queue_name)::text
+        || ',"task_id":' || to_json(task_id::text)::text
+        || ',"task_name":' || to_json(task_name)::text
+        || '}', 'UTF8')), 'hex');
+END $$;
 
 CREATE FUNCTION horsies_send(task_name text, kwargs jsonb, options jsonb DEFAULT '{}')
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     entry horsies_task_catalogue%ROWTYPE;
+    known text[];
+    required text[];
     opts jsonb := coalesce(horsies_send.options, '{}');
     problem text;
     new_id uuid;
@@ -84,7 +100,12 @@ DECLARE
     sha text;
     stored_sha text;
 BEGIN
-    SELECT * INTO entry FROM horsies_task_catalogue c WHERE c.task_name = horsies_send.task_name;
+    SELECT c.task_name, c.queue_name, c.max_retries, c.timeout_ms, c.options, c.parameters,
+        c.required_parameters, ARRAY(SELECT jsonb_array_elements_text(c.parameters)),
+        ARRAY(SELECT jsonb_array_elements_text(c.required_parameters))
+    INTO entry.task_name, entry.queue_name, entry.max_retries, entry.timeout_ms, entry.options,
+        entry.parameters, entry.required_parameters, known, required
+    FROM horsies_task_catalogue c WHERE c.task_name = horsies_send.task_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'HZ001',
             MESSAGE = format('VALIDATION_FAILED: no task %s is registered '
@@ -101,17 +122,17 @@ BEGIN
             HINT = format('Pass e.g. jsonb_build_object(...) with the parameters %s.',
                           entry.parameters);
     END IF;
-    SELECT string_agg(k, ', ' ORDER BY k) INTO problem
-    FROM jsonb_object_keys(kwargs) AS k WHERE NOT entry.parameters ? k;
-    IF problem IS NOT NULL THEN
+    IF (kwargs - known) <> '{}' THEN
+        SELECT string_agg(k, ', ' ORDER BY k) INTO problem
+        FROM jsonb_object_keys(kwargs - known) AS k;
         RAISE EXCEPTION USING ERRCODE = 'HZ002',
             MESSAGE = format('VALIDATION_FAILED: %s has no parameter(s) %s', entry.task_name,
                              problem),
             HINT = format('Its parameters are %s.', entry.parameters);
     END IF;
-    SELECT string_agg(p, ', ' ORDER BY p) INTO problem
-    FROM jsonb_array_elements_text(entry.required_parameters) AS p WHERE NOT kwargs ? p;
-    IF problem IS NOT NULL THEN
+    IF NOT kwargs ?& required THEN
+        SELECT string_agg(p, ', ' ORDER BY p) INTO problem
+        FROM unnest(required) AS p WHERE NOT kwargs ? p;
         RAISE EXCEPTION USING ERRCODE = 'HZ002',
             MESSAGE = format('VALIDATION_FAILED: %s is missing the required parameter(s) %s',
                              entry.task_name, problem),
@@ -121,10 +142,12 @@ BEGIN
     IF jsonb_typeof(opts) <> 'object' THEN
         problem := format('options must be a JSON object, not %s', jsonb_typeof(opts));
     END IF;
-    IF problem IS NULL THEN
-        SELECT string_agg(k, ', ' ORDER BY k) INTO problem FROM jsonb_object_keys(opts) AS k
-        WHERE k NOT IN ('delay_ms', 'good_until', 'priority', 'task_id', 'enqueue_sha', 'sender');
-        problem := 'unknown option(s) ' || problem;
+    IF problem IS NULL
+       AND (opts - ARRAY['delay_ms', 'good_until', 'priority', 'task_id', 'enqueue_sha',
+                         'sender']) <> '{}' THEN
+        SELECT 'unknown option(s) ' || string_agg(k, ', ' ORDER BY k) INTO problem
+        FROM jsonb_object_keys(opts - ARRAY['delay_ms', 'good_until', 'priority', 'task_id',
+                                            'enqueue_sha', 'sender']) AS k;
     END IF;
     IF problem IS NULL AND opts ? 'delay_ms' AND jsonb_typeof(opts -> 'delay_ms') <> 'null' THEN
         IF jsonb_typeof(opts -> 'delay_ms') <> 'number'
@@ -233,22 +256,25 @@ BEGIN
 END $$;
 
 CREATE FUNCTION horsies_result(task_id uuid) RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-SELECT CASE
-    WHEN t.status = 'COMPLETED' THEN
-        jsonb_build_object('status', t.status, 'ok', horsies_plain(coalesce(t.result -> 'ok', 'null')))
-    WHEN t.status = 'FAILED' AND t.result ? 'err' THEN
-        jsonb_build_object('status', t.status, 'err', jsonb_build_object(
-            'error_code', t.result -> 'err' -> 'error_code',
-            'message', t.result -> 'err' -> 'message',
-            'data', horsies_plain(coalesce(t.result -> 'err' -> 'data', 'null'))))
-    WHEN t.status IN ('FAILED', 'CANCELLED', 'EXPIRED') THEN
-        jsonb_build_object('status', t.status, 'err', jsonb_build_object(
-            'error_code', t.error_code, 'message', t.failed_reason, 'data', NULL))
-    ELSE jsonb_build_object('status', t.status)
-END
-FROM horsies_task t WHERE t.id = horsies_result.task_id
-$$;
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN (
+        SELECT CASE
+            WHEN t.status = 'COMPLETED' THEN
+                jsonb_build_object('status', t.status,
+                                   'ok', horsies_plain(coalesce(t.result -> 'ok', 'null')))
+            WHEN t.status = 'FAILED' AND t.result ? 'err' THEN
+                jsonb_build_object('status', t.status, 'err', jsonb_build_object(
+                    'error_code', t.result -> 'err' -> 'error_code',
+                    'message', t.result -> 'err' -> 'message',
+                    'data', horsies_plain(coalesce(t.result -> 'err' -> 'data', 'null'))))
+            WHEN t.status IN ('FAILED', 'CANCELLED', 'EXPIRED') THEN
+                jsonb_build_object('status', t.status, 'err', jsonb_build_object(
+                    'error_code', t.error_code, 'message', t.failed_reason, 'data', NULL))
+            ELSE jsonb_build_object('status', t.status)
+        END
+        FROM horsies_task t WHERE t.id = horsies_result.task_id);
+END $$;
 """
 
 REVERSE = """
