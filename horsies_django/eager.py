@@ -17,13 +17,13 @@ from typing import Any, Final
 
 from django.db import connections
 
-from horsies_django import codec, sending, signals
+from horsies_django import codec, sending
 from horsies_django.conf import horsies_settings
 from horsies_django.db import testing_queries, worker_queries
 from horsies_django.db.claim import Claimed
 from horsies_django.execution import Outcome, failure, run_task
 from horsies_django.handles import TaskHandle
-from horsies_django.outcomes import decide
+from horsies_django.outcomes import announce_retry, decide
 from horsies_django.registered import table
 from horsies_django.types import OperationalErrorCode, TaskError, TaskResult, TaskStatus
 
@@ -73,15 +73,7 @@ def run_claimed(alias: str, claimed: Claimed) -> RanTask:
     )
     finish = decide(claimed, outcome, os.getpid(), IN_PROCESS_WORKER_ID)
     worker_queries.finish(testing_queries.raw_connection(alias), [finish])
-    if finish.will_retry and signals.wanted(signals.task_retried, claimed.task_name):
-        signals.emit(
-            signals.task_retried,
-            claimed.task_name,
-            task_id=claimed.task_id,
-            attempt=claimed.retry_count + 1,
-            error_code=outcome.error_code,
-            delay_s=finish.retry_delay_s,
-        )
+    announce_retry(claimed, outcome, finish)
     adapter = definition.return_adapter if definition is not None else None
     return RanTask(
         task_id=claimed.task_id,

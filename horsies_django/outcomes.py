@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from horsies_django import signals
 from horsies_django.db.claim import Claimed
 from horsies_django.db.worker_queries import Finish
 from horsies_django.execution import Outcome, now
@@ -87,3 +88,17 @@ def _retry_decision(claimed: Claimed, outcome: Outcome) -> tuple[bool, float | N
 
 def _after(base: datetime, delay_s: float, deadline: datetime) -> bool:
     return base + timedelta(seconds=delay_s) >= deadline
+
+
+def announce_retry(claimed: Claimed, outcome: Outcome, finish: Finish) -> None:
+    """Send `task_retried` for a decision to retry (worker and eager mode alike)."""
+    if not finish.will_retry or not signals.wanted(signals.task_retried, claimed.task_name):
+        return
+    signals.emit(
+        signals.task_retried,
+        claimed.task_name,
+        task_id=claimed.task_id,
+        attempt=claimed.retry_count + 1,
+        error_code=outcome.error_code,
+        delay_s=finish.retry_delay_s,
+    )

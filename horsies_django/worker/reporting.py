@@ -16,6 +16,7 @@ from horsies_django import signals
 from horsies_django.db.claim import Claimed
 from horsies_django.db.worker_queries import Finish
 from horsies_django.execution import Outcome, failure
+from horsies_django.outcomes import announce_retry
 from horsies_django.types import AttemptOutcome, OperationalErrorCode, TaskStatus
 
 logger = logging.getLogger("horsies_django.worker.tasks")
@@ -60,15 +61,7 @@ def report(claimed: Claimed, outcome: Outcome, finish: Finish, pid: int | None) 
             )
         return
     _report_failure(claimed, outcome, finish, attempt)
-    if finish.will_retry and signals.wanted(signals.task_retried, claimed.task_name):
-        signals.emit(
-            signals.task_retried,
-            claimed.task_name,
-            task_id=claimed.task_id,
-            attempt=attempt,
-            error_code=outcome.error_code,
-            delay_s=finish.retry_delay_s,
-        )
+    announce_retry(claimed, outcome, finish)
     if outcome.outcome in CRASH_OUTCOMES and signals.wanted(
         signals.task_crashed, claimed.task_name
     ):
