@@ -93,13 +93,17 @@ class Producer:
             long_children=self._long_children(now),
         )
 
-    def _room(self, now: float) -> int:
-        return len(self.pool.idle_slots()) + self._ahead(now) - len(self.held)
+    def _room(self, now: float, ahead: int | None = None) -> int:
+        ahead = self._ahead(now) if ahead is None else ahead
+        return len(self.pool.idle_slots()) + ahead - len(self.held)
 
     def _may_claim(self, now: float) -> bool:
-        if self.stopped or self.outbox is None or self.in_flight or self._room(now) <= 0:
+        if self.stopped or self.outbox is None or self.in_flight:
             return False
-        return len(self.held) <= self._ahead(now) // 2  # refill in batches, not one by one
+        ahead = self._ahead(now)  # walks the busy children once per tick, not twice
+        if self._room(now, ahead) <= 0:
+            return False
+        return len(self.held) <= ahead // 2  # refill in batches, not one by one
 
     def should_claim(self, now: float) -> bool:
         if not self._may_claim(now):
