@@ -1,5 +1,6 @@
 """horsies_django: a PostgreSQL-backed background task queue that lives inside Django."""
 
+from horsies_django.exceptions import WorkflowValidationError
 from horsies_django.handles import TaskHandle
 from horsies_django.registry import app, task
 from horsies_django.retry import RetryPolicy
@@ -29,6 +30,18 @@ from horsies_django.types import (
     is_err,
     is_ok,
 )
+from horsies_django.workflows import (
+    OnError,
+    SubWorkflowNode,
+    SuccessCase,
+    SuccessPolicy,
+    TaskNode,
+    WorkflowContext,
+    WorkflowDefinition,
+    WorkflowMeta,
+    WorkflowSpec,
+    from_node,
+)
 
 __version__ = "0.1.0"
 
@@ -41,15 +54,20 @@ __all__ = [
     "Err",
     "JsonValue",
     "Ok",
+    "OnError",
     "OperationalErrorCode",
     "OutcomeCode",
     "Result",
     "RetrievalCode",
     "RetryPolicy",
+    "SubWorkflowNode",
+    "SuccessCase",
+    "SuccessPolicy",
     "TaskAttempt",
     "TaskError",
     "TaskHandle",
     "TaskInfo",
+    "TaskNode",
     "TaskResult",
     "TaskSendError",
     "TaskSendErrorCode",
@@ -57,7 +75,13 @@ __all__ = [
     "TaskSendPayload",
     "TaskSendResult",
     "TaskStatus",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowMeta",
+    "WorkflowSpec",
+    "WorkflowValidationError",
     "app",
+    "from_node",
     "is_err",
     "is_ok",
     "task",

@@ -7,6 +7,7 @@ Every rule is checked when the decorator runs (module import), and a broken rule
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from horsies_django.retry import RetryPolicy
 from horsies_django.types import TaskResult, check_user_code
 
 MIN_TIMEOUT_MS: Final = 1_000
+# Parameters a workflow's engine fills (never sent): they take any annotation pydantic cannot
+# validate, such as `WorkflowContext | None`.
+ENGINE_FILLED_PARAMS: Final = frozenset({"workflow_ctx", "workflow_meta"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,7 @@ class Param:
     required: bool
     adapter: TypeAdapter[Any] | None
     declared: codec.Declared = codec.ANY_JSON  # what a send accepts for it
+    annotation: Any = Any  # as declared (workflows compare it with an upstream's ok type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,7 @@ class TaskDefinition:
     exception_mapper: Mapping[type[BaseException], str]
     default_unhandled_error_code: str | None
     timeout_ms: int | None
+    ok_type: Any = Any  # the `T` of `-> TaskResult[T, TaskError]`
     # Derived once, read by every send.
     required_params: frozenset[str] = field(init=False, repr=False, compare=False)
     declared_types: Mapping[str, codec.Declared] = field(init=False, repr=False, compare=False)
@@ -91,12 +97,13 @@ def build_definition(
             "use send_async()/get_async() on the producer side for non-blocking I/O"
         )
     hints = _type_hints(fn, where)
+    ok_type = _ok_type(hints, where)
     return TaskDefinition(
         name=name,
         fn=fn,
         queue_name=_check_queue(queue_name, settings, where),
         params=_params(fn, hints, where),
-        return_adapter=_return_adapter(hints, where),
+        return_adapter=_adapter(ok_type, where, "return type"),
         retry_policy=_check_policy(retry_policy, where),
         exception_mapper=_check_mapper(exception_mapper or {}, where),
         default_unhandled_error_code=(
@@ -105,6 +112,7 @@ def build_definition(
             else _code(default_unhandled_error_code, where, "default_unhandled_error_code")
         ),
         timeout_ms=_check_timeout(timeout_ms, where),
+        ok_type=ok_type,
     )
 
 
@@ -140,17 +148,29 @@ def _params(fn: Callable[..., Any], hints: dict[str, Any], where: str) -> dict[s
                 f"so declare every parameter after a bare `*`, e.g. `def f(*, {p.name}: ...)`"
             )
         annotation = hints.get(p.name, Any)
-        adapter = _adapter(annotation, where, f"parameter {p.name!r}")
+        adapter = (
+            None
+            if p.name in ENGINE_FILLED_PARAMS or receives_result(annotation)
+            else _adapter(annotation, where, f"parameter {p.name!r}")
+        )
         params[p.name] = Param(
             name=p.name,
             required=p.default is inspect.Parameter.empty,
             adapter=adapter,
             declared=codec.declared_type(annotation, adapter),
+            annotation=annotation,
         )
     return params
 
 
-def _return_adapter(hints: dict[str, Any], where: str) -> TypeAdapter[Any] | None:
+def receives_result(annotation: Any) -> bool:
+    """True for `TaskResult[T, E]` (or `... | None`): a workflow injects an upstream's result."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(receives_result(arg) for arg in typing.get_args(annotation))
+    return annotation is TaskResult or typing.get_origin(annotation) is TaskResult
+
+
+def _ok_type(hints: dict[str, Any], where: str) -> Any:
     if "return" not in hints:
         raise TaskDefinitionError(
             f"{where} has no return annotation: declare `-> TaskResult[YourType, TaskError]`"
@@ -163,8 +183,7 @@ def _return_adapter(hints: dict[str, Any], where: str) -> TypeAdapter[Any] | Non
             "TaskResult(err=...)"
         )
     args = typing.get_args(annotation)
-    ok_type = args[0] if args else Any
-    return _adapter(ok_type, where, "return type")
+    return args[0] if args else Any
 
 
 def _adapter(annotation: Any, where: str, what: str) -> TypeAdapter[Any] | None:
@@ -178,24 +197,30 @@ def _adapter(annotation: Any, where: str, what: str) -> TypeAdapter[Any] | None:
 
 
 def _check_queue(queue_name: str | None, settings: HorsiesSettings, where: str) -> str:
+    problem = queue_problem(queue_name, settings)
+    if problem:
+        raise TaskDefinitionError(f"{where}: {problem}")
+    return DEFAULT_QUEUE if settings.QUEUE_MODE == "DEFAULT" else str(queue_name)
+
+
+def queue_problem(queue_name: str | None, settings: HorsiesSettings) -> str | None:
+    """Why `queue_name` cannot be used in the settings' queue mode (None: it can)."""
     if settings.QUEUE_MODE == "DEFAULT":
         if queue_name not in (None, DEFAULT_QUEUE):
-            raise TaskDefinitionError(
-                f"{where}: queue_name={queue_name!r} needs HORSIES['QUEUE_MODE'] = 'CUSTOM' with "
+            return (
+                f"queue_name={queue_name!r} needs HORSIES['QUEUE_MODE'] = 'CUSTOM' with "
                 f"that queue in CUSTOM_QUEUES; in DEFAULT mode leave queue_name out"
             )
-        return DEFAULT_QUEUE
+        return None
     names = [q.name for q in settings.queues]
     if queue_name is None:
-        raise TaskDefinitionError(
-            f"{where}: QUEUE_MODE is 'CUSTOM', so give queue_name=, one of {names}"
-        )
+        return f"QUEUE_MODE is 'CUSTOM', so give queue_name=, one of {names}"
     if queue_name not in names:
-        raise TaskDefinitionError(
-            f"{where}: queue_name={queue_name!r} is not in HORSIES['CUSTOM_QUEUES'] ({names}); "
+        return (
+            f"queue_name={queue_name!r} is not in HORSIES['CUSTOM_QUEUES'] ({names}); "
             "add it there or pick one of those"
         )
-    return queue_name
+    return None
 
 
 def _check_policy(policy: object, where: str) -> RetryPolicy | None:

@@ -19,3 +19,13 @@ class EncodingError(HorsiesError, ValueError):
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+class WorkflowValidationError(HorsiesError, ValueError):
+    """A workflow spec breaks authoring rules; `problems` lists each, naming the node and fix."""
+
+    def __init__(self, workflow: str, problems: list[str]) -> None:
+        self.workflow = workflow
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"workflow {workflow!r} has {len(problems)} problem(s):\n{lines}")

@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -24,6 +25,16 @@ from horsies_django.handles import TaskHandle
 from horsies_django.registered import TaskTable, suppress_sends, suppressed, table
 from horsies_django.retry import RetryPolicy
 from horsies_django.types import TaskError, TaskResult, TaskSendOptions, TaskSendResult
+from horsies_django.workflows.spec import (
+    Node,
+    NodeRef,
+    OnError,
+    SuccessPolicy,
+    TaskNode,
+    WorkflowSpec,
+    task_node,
+)
+from horsies_django.workflows.validation import build_spec
 
 logger = logging.getLogger("horsies_django.registry")
 
@@ -103,6 +114,43 @@ class TaskFunction[**P, T]:
     async def retry_schedule_async(self, error: object) -> TaskSendResult[TaskHandle[T]]:
         """`retry_schedule()` for async code."""
         return await sync_to_async(self.retry_schedule, thread_sensitive=True)(error)
+
+    def node(
+        self,
+        *,
+        waits_for: Sequence[Node] = (),
+        args_from: Mapping[str, Node] | None = None,
+        workflow_ctx_from: Sequence[Node] = (),
+        queue: str | None = None,
+        priority: int | None = None,
+        allow_failed_deps: bool = False,
+        join: str = "all",
+        min_success: int | None = None,
+        good_until: datetime | None = None,
+        node_id: str | None = None,
+    ) -> Callable[..., TaskNode[T]]:
+        """A workflow node of this task: `task.node(waits_for=[a])(x=1, prev=from_node(a))`.
+
+        The returned callable takes the task's kwargs, keyword only; rules are checked when the
+        workflow is built (`app.workflow(...)` or `WorkflowDefinition.build()`)."""
+
+        def make(**kwargs: Any) -> TaskNode[T]:
+            return task_node(
+                self.definition,
+                kwargs,
+                waits_for=waits_for,
+                args_from=args_from,
+                workflow_ctx_from=workflow_ctx_from,
+                queue=queue,
+                priority=priority,
+                allow_failed_deps=allow_failed_deps,
+                join=join,
+                min_success=min_success,
+                good_until=good_until,
+                node_id=node_id,
+            )
+
+        return make
 
 
 class BoundSend[**P, T]:
@@ -195,6 +243,24 @@ class Registry:
 
     def get(self, task_name: str) -> TaskDefinition | None:
         return self.tasks.get(task_name)
+
+    def workflow(
+        self,
+        name: str,
+        tasks: Sequence[Node],
+        output: NodeRef | None = None,
+        on_error: OnError = OnError.FAIL,
+        success_policy: SuccessPolicy | None = None,
+    ) -> WorkflowSpec:
+        """Build a workflow from nodes in index order; raises `WorkflowValidationError` listing
+        every problem (node ids default to `<slug of name>:<index>`)."""
+        return build_spec(
+            name,
+            [(None, node) for node in tasks],
+            output=output,
+            on_error=on_error,
+            success_policy=success_policy,
+        )
 
     def unregister(self, task_name: str) -> None:
         """Forget a task (for tests that register throwaway tasks)."""

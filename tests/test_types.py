@@ -153,7 +153,11 @@ def test_code_enums_are_distinct_and_complete() -> None:
     assert "UNHANDLED_EXCEPTION" in {c.value for c in OperationalErrorCode}
     assert "TASK_TIMEOUT" in {c.value for c in OperationalErrorCode}
     assert {"WAIT_TIMEOUT", "TASK_NOT_FOUND"} <= {c.value for c in RetrievalCode}
-    assert {c.value for c in OutcomeCode} == {"TASK_CANCELLED", "TASK_EXPIRED", "TASK_TIMEOUT"}
+    assert {c.value for c in OutcomeCode} == {
+        "TASK_CANCELLED", "TASK_EXPIRED", "TASK_TIMEOUT", "WORKFLOW_PAUSED", "WORKFLOW_FAILED",
+        "WORKFLOW_CANCELLED", "WORKFLOW_EXPIRED", "UPSTREAM_SKIPPED", "SUBWORKFLOW_FAILED",
+        "WORKFLOW_SUCCESS_CASE_NOT_MET",
+    }  # fmt: skip
     assert "RETURN_TYPE_MISMATCH" in {c.value for c in ContractCode}
     families = [OperationalErrorCode, ContractCode, RetrievalCode, OutcomeCode]
     total = sum(len(list(f)) for f in families)
