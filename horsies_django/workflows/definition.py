@@ -11,13 +11,14 @@ import typing
 from typing import Any, ClassVar
 
 from horsies_django.exceptions import WorkflowValidationError
+from horsies_django.workflows.introspect import definition_params
 from horsies_django.workflows.spec import (
     OnError,
     WorkflowSpec,
     declared_nodes,
     definition_table,
 )
-from horsies_django.workflows.validation import build_spec, definition_params
+from horsies_django.workflows.validation import build_spec
 
 
 class WorkflowDefinition[OutT]:

@@ -10,10 +10,7 @@ the contract's list.
 
 from __future__ import annotations
 
-import inspect
 import re
-import types
-import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,16 +18,26 @@ from typing import Any, Final, cast
 
 from horsies_django import codec
 from horsies_django.conf import horsies_settings
-from horsies_django.definitions import TaskDefinition, queue_problem
+from horsies_django.definitions import queue_problem
 from horsies_django.exceptions import EncodingError, WorkflowValidationError
 from horsies_django.types import (
     DEFAULT_PRIORITY,
     PRIORITY_MAX,
     PRIORITY_MIN,
     TaskError,
-    TaskResult,
 )
 from horsies_django.workflows.context import WorkflowContext, WorkflowMeta
+from horsies_django.workflows.introspect import (
+    child_class,
+    cycles,
+    definition_cycle,
+    definition_params,
+    engine_param_ok,
+    label,
+    ok_type_of,
+    result_types,
+    types_match,
+)
 from horsies_django.workflows.spec import (
     JOINS,
     MISSING,
@@ -44,8 +51,6 @@ from horsies_django.workflows.spec import (
     TaskNode,
     WorkflowParam,
     WorkflowSpec,
-    declared_nodes,
-    definition_for,
 )
 
 NODE_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-:.]+")
@@ -334,65 +339,26 @@ def _encode(
 # --------------------------------------------------------------------------- types
 
 
-def _without_none(annotation: Any) -> tuple[Any, bool]:
-    """(annotation without None, whether None was in it)."""
-    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
-        return annotation, annotation is type(None)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    had_none = len(args) != len(typing.get_args(annotation))
-    if len(args) == 1:
-        return args[0], had_none
-    return typing.Union[tuple(args)], had_none  # noqa: UP007 - built from a tuple
-
-
-def _result_types(annotation: Any) -> tuple[Any, Any] | None:
-    """(T, E) of `TaskResult[T, E]` (or `... | None`), or None for another annotation."""
-    bare, _ = _without_none(annotation)
-    if bare is TaskResult:
-        return Any, Any
-    if typing.get_origin(bare) is not TaskResult:
-        return None
-    args = typing.get_args(bare)
-    return (args[0], args[1]) if len(args) == 2 else (Any, Any)
-
-
-def types_match(expected: Any, actual: Any) -> bool:
-    """Annotation equality, with Any on either side matching anything."""
-    return expected is Any or actual is Any or expected == actual
-
-
-def ok_type_of(node: Node) -> Any:
-    """The `T` a node's result carries: its task's ok type, or its child's declared OutT."""
-    if isinstance(node, TaskNode):
-        return node.task.ok_type
-    child = _child_class(node)
-    return getattr(child, "out_type", Any) if child is not None else Any
-
-
-def _label(annotation: Any) -> str:
-    return codec.type_label(annotation).replace("horsies_django.types.", "")
-
-
 def _check_result_types(build: _Build, i: int, node: TaskNode[Any]) -> None:
     for name, src in node.args_from.items():
         param = node.task.params.get(name)
         if param is None or build.index_of(src) is None:
             continue  # reported elsewhere
         upstream = ok_type_of(src)
-        types_ = _result_types(param.annotation)
-        wanted = f"`{name}: TaskResult[{_label(upstream)}, TaskError]`"
+        types_ = result_types(param.annotation)
+        wanted = f"`{name}: TaskResult[{label(upstream)}, TaskError]`"
         if types_ is None:
             build.add(
                 f"{build.where(i)}: parameter {name!r} receives node "
                 f"{build.ids[build.index[src]]!r}'s TaskResult but is annotated "
-                f"{_label(param.annotation)}; declare {wanted}"
+                f"{label(param.annotation)}; declare {wanted}"
             )
             continue
         ok, err = types_
         if not types_match(ok, upstream) or not types_match(err, TaskError):
             build.add(
-                f"{build.where(i)}: parameter {name!r} is {_label(param.annotation)} but node "
-                f"{build.ids[build.index[src]]!r} returns TaskResult[{_label(upstream)}, "
+                f"{build.where(i)}: parameter {name!r} is {label(param.annotation)} but node "
+                f"{build.ids[build.index[src]]!r} returns TaskResult[{label(upstream)}, "
                 f"TaskError]; declare {wanted} or read another node"
             )
 
@@ -405,18 +371,12 @@ def _check_engine_params(build: _Build, i: int, node: TaskNode[Any]) -> None:
             "parameter; add `workflow_ctx: WorkflowContext | None = None` to it"
         )
     for name, cls in ENGINE_PARAMS.items():
-        if name in task.params and not _engine_param_ok(task, name, cls):
+        if name in task.params and not engine_param_ok(task, name, cls):
             build.add(
                 f"{where}: task {task.name!r} declares {name!r} as "
-                f"{_label(task.params[name].annotation)}; declare "
+                f"{label(task.params[name].annotation)}; declare "
                 f"`{name}: {cls.__name__} | None = None`"
             )
-
-
-def _engine_param_ok(task: TaskDefinition, name: str, cls: type) -> bool:
-    bare, had_none = _without_none(task.params[name].annotation)
-    default = inspect.signature(task.fn).parameters[name].default
-    return bare is cls and had_none and default is None
 
 
 def _check_task_options(build: _Build, i: int, node: TaskNode[Any]) -> None:
@@ -437,18 +397,11 @@ def _check_task_options(build: _Build, i: int, node: TaskNode[Any]) -> None:
 # --------------------------------------------------------------------------- subworkflows
 
 
-def _child_class(node: SubWorkflowNode) -> type[Any] | None:
-    if isinstance(node.definition, str):
-        return definition_for(node.definition)
-    key = node.definition_key
-    return node.definition if key is not None and definition_for(key) is node.definition else None
-
-
 def _check_subworkflow(
     build: _Build, i: int, node: SubWorkflowNode, definition_key: str | None
 ) -> None:
     where = build.where(i)
-    child = _child_class(node)
+    child = child_class(node)
     if child is None:
         build.add(
             f"{where}: subworkflow definition {node.definition!r:.100} is not a registered "
@@ -456,7 +409,7 @@ def _check_subworkflow(
             "or fix the key"
         )
         return
-    cycle = _definition_cycle(child, [definition_key] if definition_key else [])
+    cycle = definition_cycle(child, [definition_key] if definition_key else [])
     if cycle:
         build.add(
             f"{where}: subworkflow definitions form a cycle: {' contains '.join(cycle)}; a "
@@ -480,30 +433,6 @@ def _check_subworkflow(
     build.encoded[i] = _encode(build, where, kwargs, {})
 
 
-def definition_params(cls: type) -> dict[str, Any]:
-    """The `param()` placeholders of a definition class's nodes: name -> default (or MISSING)."""
-    found: dict[str, Any] = {}
-    for _, node in declared_nodes(cls):
-        for value in node.kwargs.values():
-            if isinstance(value, WorkflowParam) and found.get(value.name, MISSING) is MISSING:
-                found[value.name] = value.default
-    return found
-
-
-def _definition_cycle(child: type[Any], path: list[str]) -> list[str] | None:
-    key = str(getattr(child, "definition_key", "?"))
-    if key in path:
-        return [*path[path.index(key) :], key]
-    for _, node in declared_nodes(child):
-        if isinstance(node, SubWorkflowNode):
-            grandchild = _child_class(node)
-            if grandchild is not None:
-                cycle = _definition_cycle(grandchild, [*path, key])
-                if cycle:
-                    return cycle
-    return None
-
-
 # --------------------------------------------------------------------------- the graph
 
 
@@ -521,44 +450,9 @@ def _check_graph(build: _Build) -> None:
             "the workflow has no root: every node waits for another; at least one node must "
             "have an empty waits_for"
         )
-    for component in _cycles(edges):
+    for component in cycles(edges):
         names = " -> ".join(build.ids[i] for i in [*component, component[0]])
         build.add(f"nodes form a cycle: {names}; remove one of these waits_for edges")
-
-
-def _cycles(edges: list[list[int]]) -> list[list[int]]:
-    """Strongly connected components that hold a cycle (Tarjan), each in index order."""
-    index: dict[int, int] = {}
-    low: dict[int, int] = {}
-    stack: list[int] = []
-    on_stack: set[int] = set()
-    found: list[list[int]] = []
-
-    def visit(v: int) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in edges[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1 or v in edges[v]:
-                found.append(sorted(component))
-
-    for v in range(len(edges)):
-        if v not in index:
-            visit(v)
-    return sorted(found)
 
 
 # --------------------------------------------------------------------------- workflow options
@@ -589,8 +483,8 @@ def _check_output(build: _Build, output: object, out_type: Any) -> int | None:
     actual = ok_type_of(build.nodes[j])
     if not types_match(out_type, actual):
         build.add(
-            f"output node {build.ids[j]!r} returns {_label(actual)}, but the definition "
-            f"declares WorkflowDefinition[{_label(out_type)}]; make them agree"
+            f"output node {build.ids[j]!r} returns {label(actual)}, but the definition "
+            f"declares WorkflowDefinition[{label(out_type)}]; make them agree"
         )
     return j
 
