@@ -104,6 +104,8 @@ class Dispatcher:
         return bool(mem_limit) and slot.rss_bytes() > mem_limit * 1024 * 1024
 
     def child_died(self, slot: Slot) -> None:
+        if slot.gone:  # reported already (its pipe and its sentinel both say so)
+            return
         if not slot.ready and not slot.conn.closed:  # its last words: ("failed", traceback)
             with contextlib.suppress(EOFError, OSError):
                 while slot.conn.poll(0):

@@ -63,10 +63,11 @@ class Slot:
     job: Running | None = None
     tasks_done: int = 0
     retiring: bool = False
+    gone: bool = False  # killed and not replaced (the worker is stopping): report it no more
 
     @property
     def idle(self) -> bool:
-        return self.ready and self.job is None and not self.retiring
+        return self.ready and self.job is None and not self.retiring and not self.gone
 
     @property
     def pid(self) -> int | None:
@@ -124,6 +125,7 @@ class Pool:
             slot.process.kill()
         slot.process.join(timeout=5)
         slot.conn.close()
+        slot.gone = True
 
     def idle_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.idle]
@@ -152,6 +154,8 @@ class Pool:
     def wait_objects(self) -> list[Any]:
         objs: list[Any] = []
         for slot in self.slots:
+            if slot.gone:  # its death was handled: its sentinel stays readable for ever
+                continue
             if not slot.conn.closed:
                 objs.append(slot.conn)
             objs.append(slot.death)
