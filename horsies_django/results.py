@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from horsies_django import codec
 from horsies_django.conf import horsies_settings
 from horsies_django.db import producer_queries
-from horsies_django.db.notify import TASK_DONE_CHANNEL, BackgroundListener
+from horsies_django.db.notify import TASK_DONE_CHANNEL, WORKFLOW_DONE_CHANNEL, BackgroundListener
 from horsies_django.db.producer_queries import OutcomeRow
 from horsies_django.registered import table
 from horsies_django.types import (
@@ -82,7 +82,7 @@ class _Waiters:
         if listener is None or listener.pid != os.getpid():
             self._listener = BackgroundListener(
                 alias,
-                [TASK_DONE_CHANNEL],
+                [TASK_DONE_CHANNEL, WORKFLOW_DONE_CHANNEL],
                 on_notify=self._notified,
                 on_reconnect=self._wake_all,
             )

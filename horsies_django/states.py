@@ -59,3 +59,46 @@ def in_order(states: Iterable[TaskStatus]) -> list[str]:
     """The values of `states` in `TaskStatus` order: stable text for messages, URLs, indexes."""
     chosen = frozenset(states)
     return [status.value for status in TaskStatus if status in chosen]
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+class WorkflowStatus(StrEnum):
+    """A workflow's lifecycle (WORKFLOWS.md): PAUSED is not terminal."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+WORKFLOW_TERMINAL_STATES: Final = frozenset(
+    {
+        WorkflowStatus.COMPLETED,
+        WorkflowStatus.FAILED,
+        WorkflowStatus.CANCELLED,
+        WorkflowStatus.EXPIRED,
+    }
+)
+WORKFLOW_OPEN_STATES: Final = frozenset(WorkflowStatus) - WORKFLOW_TERMINAL_STATES
+
+
+class NodeStatus(StrEnum):
+    """A workflow node's lifecycle; RUNNING is shown while an ENQUEUED node's task runs."""
+
+    PENDING = "PENDING"
+    READY = "READY"
+    ENQUEUED = "ENQUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+NODE_TERMINAL_STATES: Final = frozenset(
+    {NodeStatus.COMPLETED, NodeStatus.FAILED, NodeStatus.SKIPPED}
+)

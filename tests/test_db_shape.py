@@ -24,6 +24,7 @@ CALLER_MODULES = {
     "admin_queries.py": "the admin's reads and the operator actions",
     "testing_queries.py": "run_pending and eager mode",
     "catalogue_queries.py": "the catalogue of registered tasks (migrate, worker start)",
+    "workflow_queries.py": "workflows: start, the handle's reads, cancel / pause / resume",
     "connections.py": "connections and session settings",
     "notify.py": "LISTEN connections and channel names",
     "outbox.py": "statements sent without blocking the worker's loop",

@@ -31,7 +31,9 @@ from horsies_django.states import (
     TASK_TERMINAL_STATES,
     TASK_UNFINISHED_STATES,
     TASK_UNSTARTED_STATES,
+    NodeStatus,
     TaskStatus,
+    WorkflowStatus,
     in_order,
 )
 from horsies_django.types import OutcomeCode
@@ -200,7 +202,21 @@ def status_problems(text: str) -> list[str]:
 
 
 def _db_modules() -> list[Path]:
-    return sorted((PACKAGE / "db").glob("*.py"))
+    return sorted(p for p in (PACKAGE / "db").glob("*.py") if p.name != "workflow_queries.py")
+
+
+# Workflow statements compare workflow and node statuses, not task statuses: checked apart.
+WORKFLOW_WORDS: Final = frozenset(WorkflowStatus) | frozenset(NodeStatus)
+
+
+def test_the_workflow_statements_use_workflow_and_node_statuses() -> None:
+    words = {
+        word
+        for _, text in _sql_texts(PACKAGE / "db/workflow_queries.py")
+        for word in UPPER_LITERAL.findall(text)
+    }
+    assert words
+    assert words <= WORKFLOW_WORDS | {"UTF8"}, words - WORKFLOW_WORDS
 
 
 def test_every_status_literal_in_the_sql_of_db_agrees_with_the_state_machine() -> None:

@@ -25,6 +25,7 @@ MAX_BACKOFF_S = 5.0
 # was sent; tasks finished (payload: their ids).
 TASK_NEW_CHANNEL: Final = "horsies_task_new"
 TASK_DONE_CHANNEL: Final = "horsies_task_done"
+WORKFLOW_DONE_CHANNEL: Final = "horsies_workflow_done"  # payload: the workflow id (migration 0008)
 
 
 def open_listener(alias: str, channels: Iterable[str]) -> psycopg.Connection[Row]:
