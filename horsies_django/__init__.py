@@ -38,8 +38,11 @@ from horsies_django.workflows import (
     TaskNode,
     WorkflowContext,
     WorkflowDefinition,
+    WorkflowHandle,
     WorkflowMeta,
     WorkflowSpec,
+    WorkflowStartError,
+    WorkflowTaskInfo,
     from_node,
 )
 
@@ -77,8 +80,11 @@ __all__ = [
     "TaskStatus",
     "WorkflowContext",
     "WorkflowDefinition",
+    "WorkflowHandle",
     "WorkflowMeta",
     "WorkflowSpec",
+    "WorkflowStartError",
+    "WorkflowTaskInfo",
     "WorkflowValidationError",
     "app",
     "from_node",

@@ -36,6 +36,8 @@ class Param:
     adapter: TypeAdapter[Any] | None
     declared: codec.Declared = codec.ANY_JSON  # what a send accepts for it
     annotation: Any = Any  # as declared (workflows compare it with an upstream's ok type)
+    receives_result: bool = False  # `TaskResult[T, E]`: a workflow injects an upstream's result
+    result_adapter: TypeAdapter[Any] | None = None  # validates that result's ok value as T
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,14 +155,28 @@ def _params(fn: Callable[..., Any], hints: dict[str, Any], where: str) -> dict[s
             if p.name in ENGINE_FILLED_PARAMS or receives_result(annotation)
             else _adapter(annotation, where, f"parameter {p.name!r}")
         )
+        injected = receives_result(annotation)
         params[p.name] = Param(
             name=p.name,
             required=p.default is inspect.Parameter.empty,
             adapter=adapter,
             declared=codec.declared_type(annotation, adapter),
             annotation=annotation,
+            receives_result=injected,
+            result_adapter=_ok_adapter(annotation, where, p.name) if injected else None,
         )
     return params
+
+
+def _ok_adapter(annotation: Any, where: str, name: str) -> TypeAdapter[Any] | None:
+    """The validator of T in a `TaskResult[T, E]` (or `... | None`) parameter; None for Any."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if receives_result(a)]
+        return _ok_adapter(inner[0], where, name) if inner else None
+    args = typing.get_args(annotation)
+    if not args or args[0] is Any:
+        return None
+    return _adapter(args[0], where, f"the ok type of parameter {name!r}")
 
 
 def receives_result(annotation: Any) -> bool:

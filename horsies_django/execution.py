@@ -204,7 +204,10 @@ def _rehydrate_kwargs(definition: TaskDefinition, kwargs_json: str) -> dict[str,
     out = {}
     for name, value in raw.items():
         param = definition.params.get(name)
-        out[name] = codec.rehydrate(value, param.adapter if param else None)
+        if param is not None and param.receives_result and value is not None:
+            out[name] = codec.decode_result(value, param.result_adapter)  # an upstream's result
+        else:
+            out[name] = codec.rehydrate(value, param.adapter if param else None)
     return out
 
 

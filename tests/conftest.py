@@ -235,4 +235,7 @@ def clean_tables(transactional_db: None) -> Iterator[None]:
 
 def _truncate() -> None:
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE horsies_task_attempt, horsies_task, horsies_worker")
+        cur.execute(
+            "TRUNCATE horsies_task_attempt, horsies_task, horsies_worker, horsies_workflow_node, "
+            "horsies_workflow"
+        )

@@ -4,6 +4,7 @@ from horsies_django.workflows import spec as _spec
 from horsies_django.workflows import starting as _starting
 from horsies_django.workflows.context import SubWorkflowSummary, WorkflowContext, WorkflowMeta
 from horsies_django.workflows.definition import WorkflowDefinition
+from horsies_django.workflows.handle import WorkflowHandle, WorkflowTaskInfo
 from horsies_django.workflows.spec import (
     NodeSpec,
     OnError,
@@ -15,6 +16,7 @@ from horsies_django.workflows.spec import (
     from_node,
     param,
 )
+from horsies_django.workflows.starting import WorkflowStartError
 from horsies_django.workflows.validation import build_spec
 
 _spec.install_starter(_starting)
@@ -29,8 +31,11 @@ __all__ = [
     "TaskNode",
     "WorkflowContext",
     "WorkflowDefinition",
+    "WorkflowHandle",
     "WorkflowMeta",
     "WorkflowSpec",
+    "WorkflowStartError",
+    "WorkflowTaskInfo",
     "build_spec",
     "from_node",
     "param",

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic_core import core_schema
+
 from horsies_django import codec
 from horsies_django.types import TaskError, TaskResult
 
@@ -55,6 +57,13 @@ class WorkflowMeta:
     task_name: str
 
     @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """Validated from its JSON form (the engine's envelope in a task's kwargs)."""
+        return core_schema.no_info_plain_validator_function(
+            lambda value: value if isinstance(value, cls) else cls.from_json(value)
+        )
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkflowMeta:
         return cls(str(data["workflow_id"]), int(data["task_index"]), str(data["task_name"]))
 
@@ -70,6 +79,13 @@ class SubWorkflowSummary:
     completed_nodes: int = 0
     failed_nodes: int = 0
     skipped_nodes: int = 0
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """Validated from its JSON form (the engine's envelope in a task's kwargs)."""
+        return core_schema.no_info_plain_validator_function(
+            lambda value: value if isinstance(value, cls) else cls.from_json(value)
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SubWorkflowSummary:
@@ -105,6 +121,13 @@ class WorkflowContext:
     task_name: str
     results: Mapping[str, TaskResult[Any, TaskError]] = field(default_factory=dict)
     summaries: Mapping[str, SubWorkflowSummary] = field(default_factory=dict)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """Validated from its JSON form (the engine's envelope in a task's kwargs)."""
+        return core_schema.no_info_plain_validator_function(
+            lambda value: value if isinstance(value, cls) else cls.from_json(value)
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkflowContext:

@@ -144,7 +144,7 @@ def _node_row(
         "kind": node.kind,
         "task_name": node.task_name,
         "queue_name": node.queue_name,
-        "priority": node.priority,
+        "priority": node.priority if node.priority is not None else 50,
         "kwargs": json.loads(node.kwargs_json or "{}"),
         "waits_for": list(node.waits_for),
         "dependants": dependants,

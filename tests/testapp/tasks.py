@@ -213,3 +213,7 @@ def rust_fail(*, code: str) -> TaskResult[str, TaskError]:
 @app.task("rust.boom")
 def rust_boom() -> TaskResult[str, TaskError]:
     raise RuntimeError("rust.boom raised")
+
+
+# The workflow tests' tasks, so that the workers the tests start can run them too.
+from tests.testapp import workflow_tasks as _workflow_tasks  # noqa: E402, F401

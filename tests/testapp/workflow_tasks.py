@@ -62,3 +62,19 @@ def bad_ctx(*, workflow_ctx: WorkflowContext) -> TaskResult[str, TaskError]:
 @app.task("tests.wf.name")
 def name(*, who: str = "x") -> TaskResult[str, TaskError]:
     return TaskResult(ok=who)
+
+
+@app.task("tests.wf.fail_int")
+def fail_int(*, code: str) -> TaskResult[int, TaskError]:
+    return TaskResult(err=TaskError(error_code=code, message=f"failed with {code}"))
+
+
+@app.task("tests.wf.recover")
+def recover(*, amount: TaskResult[int, TaskError]) -> TaskResult[str, TaskError]:
+    return TaskResult(ok=f"recovered from {amount.unwrap_err().error_code}")
+
+
+@app.task("tests.wf.ctx_reader")
+def ctx_reader(*, workflow_ctx: WorkflowContext | None = None) -> TaskResult[int, TaskError]:
+    assert workflow_ctx is not None
+    return TaskResult(ok=workflow_ctx.result_for("fetch").unwrap() + workflow_ctx.task_index)
