@@ -76,3 +76,10 @@ def gate(*, release: str, marker: str = "", limit_s: float = 120.0) -> TaskResul
     while not os.path.exists(release) and time.monotonic() < deadline:
         time.sleep(0.02)
     return TaskResult(ok=os.getpid())
+
+
+@app.task("faults.wf_step", retry_policy=CRASH_RETRY)
+def wf_step(*, i: int, seconds: float = 0.002) -> TaskResult[int, TaskError]:
+    """A workflow node: a little work, then its number; a crashed run is retried."""
+    time.sleep(seconds)
+    return TaskResult(ok=i)
