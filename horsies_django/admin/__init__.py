@@ -1,5 +1,5 @@
-"""Django admin for horsies_django: tasks, attempts and workers (registered on import)."""
+"""Django admin for horsies_django: tasks, attempts, workers, workflows (registered on import)."""
 
-from horsies_django.admin import attempts, tasks, workers
+from horsies_django.admin import attempts, tasks, workers, workflows
 
-__all__ = ["attempts", "tasks", "workers"]
+__all__ = ["attempts", "tasks", "workers", "workflows"]
