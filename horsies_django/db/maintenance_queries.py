@@ -279,3 +279,14 @@ def lock_orphan_runs(conn: psycopg.Connection[Row], limit: int) -> list[OrphanRu
 
 def expire_pending(conn: psycopg.Connection[Row]) -> int:
     return len(conn.execute(EXPIRE_PENDING).fetchall())
+
+
+# Repair half-advanced workflows (a bug or a hand edit; see migration 0008), a bounded batch.
+REPAIR_WORKFLOWS: Final = "SELECT horsies_wf_repair(%s)"
+REPAIR_BATCH: Final = 100
+
+
+def repair_workflows(conn: psycopg.Connection[Row]) -> int:
+    """Repair workflows a crash-free path could not have left half-advanced; how many."""
+    row = conn.execute(REPAIR_WORKFLOWS, (REPAIR_BATCH,)).fetchone()
+    return int(row[0]) if row else 0

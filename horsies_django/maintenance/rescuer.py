@@ -1,8 +1,10 @@
-"""The rescuer: recover tasks whose worker died or went silent.
+"""The rescuer: recover tasks whose worker died or went silent, and repair workflows.
 
 Stale workers are marked DEAD. Their CLAIMED tasks go back to PENDING (user code never ran);
 their RUNNING tasks get a WORKER_CRASHED attempt and retry if their policy lists it. Every
 write is fenced by the claim generation it read, so a worker that comes back cannot collide.
+Workflows advance in the transaction of their tasks' outcomes; what a bug or a hand edit could
+still leave half-advanced is repaired by the database's `horsies_wf_repair()` (migration 0008).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ class RescueCounts:
     dead_workers: int = 0
     requeued: int = 0
     crashed: int = 0
+    workflows_repaired: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.dead_workers or self.requeued or self.crashed)
+        return bool(self.dead_workers or self.requeued or self.crashed or self.workflows_repaired)
 
 
 def run_once(conn: psycopg.Connection[connections.Row], settings: HorsiesSettings) -> RescueCounts:
@@ -41,13 +44,17 @@ def run_once(conn: psycopg.Connection[connections.Row], settings: HorsiesSetting
         )
         requeued = maintenance_queries.requeue_orphan_claims(conn)
         crashed = _crash_orphan_runs(conn)
-    counts = RescueCounts(dead, requeued, crashed)
+    with conn.transaction():
+        repaired = maintenance_queries.repair_workflows(conn)
+    counts = RescueCounts(dead, requeued, crashed, repaired)
     if counts:
         logger.warning(
-            "rescuer: %d worker(s) marked dead, %d claim(s) requeued, %d run(s) recorded crashed",
+            "rescuer: %d worker(s) marked dead, %d claim(s) requeued, %d run(s) recorded "
+            "crashed, %d workflow(s) repaired",
             dead,
             requeued,
             crashed,
+            repaired,
         )
     return counts
 

@@ -356,6 +356,73 @@ BEGIN
     RETURN true;
 END $$;
 
+-- The maintenance leader's repair of what only a bug or a hand edit can leave (advancing is
+-- transactional): a node whose task ended but the node did not, READY nodes of a running
+-- workflow never enqueued, PENDING nodes whose dependencies' counts are off, and a workflow
+-- whose nodes all ended but it did not. Idempotent; returns the workflows it repaired.
+CREATE FUNCTION horsies_wf_repair(max_workflows integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    wf_id uuid;
+    stuck integer[];
+    terminal_nodes integer[];
+    repaired integer := 0;
+BEGIN
+    FOR wf_id IN
+        SELECT w.id FROM horsies_workflow w
+        WHERE w.status IN ('RUNNING', 'PAUSED')
+          AND (EXISTS (SELECT 1 FROM horsies_workflow_node n JOIN horsies_task t ON t.id = n.task_id
+                       WHERE n.workflow_id = w.id AND n.status = 'ENQUEUED' AND n.kind = 'task'
+                         AND t.status IN ('COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED'))
+               OR (w.status = 'RUNNING' AND EXISTS (
+                       SELECT 1 FROM horsies_workflow_node n
+                       WHERE n.workflow_id = w.id AND n.status = 'READY'))
+               OR EXISTS (SELECT 1 FROM horsies_workflow_node n
+                          WHERE n.workflow_id = w.id AND n.status = 'PENDING'
+                            AND n.deps_done <> (
+                                SELECT count(*) FROM horsies_workflow_node d
+                                WHERE d.workflow_id = w.id AND d.index = ANY(n.waits_for)
+                                  AND d.status IN ('COMPLETED', 'FAILED', 'SKIPPED')))
+               OR w.nodes_done <> (SELECT count(*) FROM horsies_workflow_node n
+                                   WHERE n.workflow_id = w.id
+                                     AND n.status IN ('COMPLETED', 'FAILED', 'SKIPPED')))
+        ORDER BY w.id
+        LIMIT max_workflows
+    LOOP
+        PERFORM 1 FROM horsies_workflow WHERE id = wf_id FOR UPDATE;
+        -- Nodes whose task ended: marked as the trigger would have.
+        WITH marked AS (
+            UPDATE horsies_workflow_node nd
+            SET status = CASE WHEN t.status = 'COMPLETED' THEN 'COMPLETED' ELSE 'FAILED' END,
+                result = coalesce(t.result, jsonb_build_object('err', jsonb_build_object(
+                    'error_code', t.error_code, 'message', t.failed_reason,
+                    'data', NULL, 'exception', NULL))),
+                error_code = CASE WHEN t.status = 'COMPLETED' THEN NULL ELSE t.error_code END,
+                completed_at = now()
+            FROM horsies_task t
+            WHERE nd.workflow_id = wf_id AND nd.status = 'ENQUEUED' AND nd.kind = 'task'
+              AND t.id = nd.task_id
+              AND t.status IN ('COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED')
+            RETURNING nd.index
+        )
+        SELECT array_agg(index) INTO stuck FROM marked;
+        -- Every PENDING node is counted again from its dependencies' statuses.
+        UPDATE horsies_workflow_node SET deps_done = 0, deps_ok = 0
+        WHERE workflow_id = wf_id AND status = 'PENDING';
+        SELECT array_agg(index ORDER BY index) INTO terminal_nodes FROM horsies_workflow_node
+        WHERE workflow_id = wf_id AND status IN ('COMPLETED', 'FAILED', 'SKIPPED');
+        PERFORM horsies_wf_node_failed_pause(wf_id, EXISTS (
+            SELECT 1 FROM horsies_workflow_node
+            WHERE workflow_id = wf_id AND index = ANY(stuck) AND status = 'FAILED'));
+        -- Settling counts the terminal nodes again, into their dependants and the workflow;
+        -- it enqueues what is READY and ends the workflow when every node has ended.
+        UPDATE horsies_workflow SET nodes_done = 0 WHERE id = wf_id;
+        PERFORM horsies_wf_settle(wf_id, coalesce(terminal_nodes, '{}'));
+        repaired := repaired + 1;
+    END LOOP;
+    RETURN repaired;
+END $$;
+
 -- The trigger: node tasks that just ended mark their nodes and advance their workflows.
 CREATE FUNCTION horsies_wf_tasks_finished() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -402,6 +469,7 @@ CREATE TRIGGER horsies_task_wf_advance
 REVERSE = """
 DROP TRIGGER IF EXISTS horsies_task_wf_advance ON horsies_task;
 DROP FUNCTION IF EXISTS horsies_wf_tasks_finished();
+DROP FUNCTION IF EXISTS horsies_wf_repair(integer);
 DROP FUNCTION IF EXISTS horsies_wf_cancel(uuid);
 DROP FUNCTION IF EXISTS horsies_wf_resume(uuid);
 DROP FUNCTION IF EXISTS horsies_wf_pause(uuid);
