@@ -299,13 +299,19 @@ def test_hostile_node_ids_and_names_are_escaped(su_client: Client) -> None:
     assert "&lt;img src=x" in listing
 
 
-def test_layers_follow_the_longest_path_from_the_roots() -> None:
+def test_layers_follow_the_longest_path_and_long_edges_get_their_own_slots() -> None:
     def node(index: int, *waits: int) -> dag.DagNode:
         return dag.DagNode(index, f"n{index}", "task", "t", "PENDING", waits, None)
 
     # 0 -> 1 -> 2, and 0 -> 2 directly: 2 sits after 1, not beside it.
     nodes = [node(0), node(1, 0), node(2, 0, 1), node(3)]
     assert dag.layers(nodes) == {0: 0, 1: 1, 2: 2, 3: 0}
+    # The long edge 0 -> 2 crosses column 1 in a slot of its own, not behind node 1.
+    layout = dag.positions(nodes)
+    assert list(layout.lanes) == [(0, 2)]
+    (lane,) = layout.lanes[(0, 2)]
+    node1_top = layout.corners[1][1]
+    assert not node1_top <= lane <= node1_top + dag.NODE_H
     # A cycle (forbidden by validation, possible in stored rows) does not hang or crash.
     assert dag.layers([node(0, 1), node(1, 0)]) == {0: 0, 1: 0}
 

@@ -16,13 +16,13 @@ from django.utils.safestring import SafeString
 
 from horsies_django.states import NodeStatus
 
-NODE_W: Final = 200
+NODE_W: Final = 180
 NODE_H: Final = 44
-GAP_X: Final = 56
+GAP_X: Final = 44
 GAP_Y: Final = 14
 PAD: Final = 12
-ID_CHARS: Final = 27  # what fits on a node's first line at 12 px
-NAME_CHARS: Final = 24
+ID_CHARS: Final = 22  # what fits on a node's first line (12 px, monospace)
+LINE_CHARS: Final = 29  # the second line: status and task name (11 px)
 EDGE: Final = "#8c959f"
 
 # Mid-tone colours that read on Django's light and dark themes alike (text stays --body-fg).
@@ -76,36 +76,71 @@ def layers(nodes: Sequence[DagNode]) -> dict[int, int]:
     return column
 
 
-def positions(nodes: Sequence[DagNode]) -> tuple[dict[int, tuple[int, int]], int, int]:
-    """Top-left corner of each node, and the picture's width and height.
+Slot = tuple[int, int, int]  # an edge's place in a column it crosses: (from, to, column)
 
-    Inside a column, nodes are ordered by the mean row of their dependencies (fewer crossings),
-    then by index; shorter columns are centred against the tallest.
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    corners: dict[int, tuple[int, int]]  # each node's top-left corner
+    lanes: dict[tuple[int, int], list[int]]  # an edge crossing columns: its height in each
+    width: int
+    height: int
+
+
+def positions(nodes: Sequence[DagNode]) -> Layout:
+    """Where each node goes, and where each edge crosses the columns between its ends.
+
+    An edge spanning several columns takes a slot in each column it crosses (Sugiyama's dummy
+    nodes), so it never runs behind a node it does not touch. Inside a column, nodes and slots
+    are ordered by the mean row of what leads into them (fewer crossings), then by index; shorter
+    columns are centred against the tallest.
     """
     column = layers(nodes)
-    by_column: dict[int, list[DagNode]] = defaultdict(list)
+    members: dict[int, list[int | Slot]] = defaultdict(list)
+    before: dict[int | Slot, list[int | Slot]] = {}
     for node in nodes:
-        by_column[column[node.index]].append(node)
-    rows: dict[int, float] = {}
-    for c in sorted(by_column):
+        c = column[node.index]
+        members[c].append(node.index)
+        before[node.index] = []
+        for d in sorted(set(node.waits_for)):
+            if d not in column or d == node.index:
+                continue
+            previous: int | Slot = d
+            for between in range(column[d] + 1, c):
+                slot = (d, node.index, between)
+                members[between].append(slot)
+                before[slot] = [previous]
+                previous = slot
+            before[node.index].append(previous)
+    rows: dict[int | Slot, float] = {}
+    for c in sorted(members):
 
-        def key(node: DagNode) -> tuple[float, int]:
-            placed = [rows[d] for d in node.waits_for if d in rows]
-            return (sum(placed) / len(placed) if placed else -1.0, node.index)
+        def key(item: int | Slot) -> tuple[float, int, int]:
+            placed = [rows[p] for p in before[item] if p in rows]
+            mean = sum(placed) / len(placed) if placed else -1.0
+            return (mean, 0, item) if isinstance(item, int) else (mean, 1, item[1])
 
-        for row, node in enumerate(sorted(by_column[c], key=key)):
-            rows[node.index] = row
-    tallest = max((len(v) for v in by_column.values()), default=0)
-    height = PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y
-    width = PAD * 2 + len(by_column) * NODE_W + max(len(by_column) - 1, 0) * GAP_X
+        for row, item in enumerate(sorted(members[c], key=key)):
+            rows[item] = row
+    tallest = max((len(v) for v in members.values()), default=0)
+    columns = max(members, default=-1) + 1
     corners: dict[int, tuple[int, int]] = {}
-    for c, members in by_column.items():
-        offset = (tallest - len(members)) * (NODE_H + GAP_Y) // 2
-        for node in members:
-            x = PAD + c * (NODE_W + GAP_X)
-            y = PAD + offset + int(rows[node.index]) * (NODE_H + GAP_Y)
-            corners[node.index] = (x, y)
-    return corners, width, height
+    lanes: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for c in sorted(members):
+        offset = (tallest - len(members[c])) * (NODE_H + GAP_Y) // 2
+        x = PAD + c * (NODE_W + GAP_X)
+        for item in members[c]:
+            y = PAD + offset + int(rows[item]) * (NODE_H + GAP_Y)
+            if isinstance(item, int):
+                corners[item] = (x, y)
+            else:
+                lanes[(item[0], item[1])].append(y + NODE_H // 2)
+    return Layout(
+        corners=corners,
+        lanes=dict(lanes),
+        width=PAD * 2 + columns * NODE_W + max(columns - 1, 0) * GAP_X,
+        height=PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y,
+    )
 
 
 def _clip(text: str, limit: int, *, keep_end: bool = False) -> str:
@@ -114,21 +149,24 @@ def _clip(text: str, limit: int, *, keep_end: bool = False) -> str:
     return "…" + text[-(limit - 1) :] if keep_end else text[: limit - 1] + "…"
 
 
-def _edge(start: tuple[int, int], end: tuple[int, int], skipped: bool) -> SafeString:
-    x1, y1 = start[0] + NODE_W, start[1] + NODE_H // 2
-    x2, y2 = end[0] - 2, end[1] + NODE_H // 2
+def _edge(
+    start: tuple[int, int], end: tuple[int, int], lanes: list[int], skipped: bool
+) -> SafeString:
+    """A curve across each gap between columns, a straight run through each column crossed."""
+    x, y = start[0] + NODE_W, start[1] + NODE_H // 2
+    path = [f"M{x} {y}"]
     bend = GAP_X // 2
+    for lane in lanes:
+        nx = x + GAP_X
+        path.append(f"C{x + bend} {y} {nx - bend} {lane} {nx} {lane}")
+        x, y = nx + NODE_W, lane
+        path.append(f"L{x} {y}")
+    x2, y2 = end[0] - 2, end[1] + NODE_H // 2
+    path.append(f"C{x + bend} {y} {x2 - bend} {y2} {x2} {y2}")
     return format_html(
-        '<path class="hz-dag-edge" d="M{} {} C{} {} {} {} {} {}" fill="none" stroke="{}" '
+        '<path class="hz-dag-edge" d="{}" fill="none" stroke="{}" '
         'stroke-width="1.3"{} marker-end="url(#hz-dag-arrow)"/>',
-        x1,
-        y1,
-        x1 + bend,
-        y1,
-        x2 - bend,
-        y2,
-        x2,
-        y2,
+        " ".join(path),
         EDGE,
         format_html(' stroke-dasharray="{}"', "4 3") if skipped else "",
     )
@@ -137,7 +175,12 @@ def _edge(start: tuple[int, int], end: tuple[int, int], skipped: bool) -> SafeSt
 def _node(node: DagNode, corner: tuple[int, int]) -> SafeString:
     x, y = corner
     fill = colour(node.status)
-    what = "subworkflow" if node.kind == "subworkflow" else _clip(node.task_name or "-", NAME_CHARS)
+    room = max(LINE_CHARS - len(node.status) - 1, 6)
+    what = (
+        "subworkflow"
+        if node.kind == "subworkflow"
+        else _clip(node.task_name or "-", room, keep_end=True)
+    )
     tip = f"{node.node_id} (#{node.index}): {node.task_name or node.kind}, {node.status}"
     shape = format_html(
         '<g class="hz-dag-node hz-node-{}" data-node-id="{}" data-status="{}">'
@@ -177,19 +220,27 @@ def render(nodes: Sequence[DagNode]) -> SafeString:
     container scrolls, so a 200-node graph stays readable instead of shrinking to dots)."""
     if not nodes:
         return format_html("{}", "")
-    corners, width, height = positions(nodes)
-    status = {n.index: n.status for n in nodes}
+    layout = positions(nodes)
+    corners = layout.corners
     edges = format_html_join(
         "",
         "{}",
         (
-            (_edge(corners[d], corners[n.index], status[n.index] == NodeStatus.SKIPPED),)
+            (
+                _edge(
+                    corners[d],
+                    corners[n.index],
+                    layout.lanes.get((d, n.index), []),
+                    n.status == NodeStatus.SKIPPED,
+                ),
+            )
             for n in nodes
             for d in sorted(set(n.waits_for))
             if d in corners and d != n.index
         ),
     )
     shapes = format_html_join("", "{}", ((_node(n, corners[n.index]),) for n in nodes))
+    width, height = layout.width, layout.height
     return format_html(
         '<svg class="hz-dag" xmlns="http://www.w3.org/2000/svg" role="img" '
         'aria-label="{}" width="{}" height="{}" viewBox="0 0 {} {}" font-size="12">'
