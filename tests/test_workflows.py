@@ -258,3 +258,65 @@ def test_retries_inside_a_node_keep_it_running(start_worker: Any, tmp_path: Path
     assert handle.get(timeout_ms=30_000) == TaskResult(ok=2)
     assert sql_rows("SELECT count(*) FROM horsies_task") == [(1,)]  # one task, two attempts
     assert sql_rows("SELECT count(*) FROM horsies_task_attempt") == [(2,)]
+
+
+def test_pause_resume_and_cancel_reach_child_workflows() -> None:
+    handle = Top.build().start().ok_value
+    child_status = "SELECT status FROM horsies_workflow WHERE depth = %s"
+    assert sql_rows(child_status, 1) == [("RUNNING",)]
+    assert handle.pause().ok_value is True
+    assert sql_rows(child_status, 1) == [("PAUSED",)]
+    assert sql_rows(child_status, 2) == [("PAUSED",)]
+    assert run_pending() == []  # the leaf's task was withdrawn while paused
+    assert handle.resume().ok_value is True
+    assert sql_rows(child_status, 2) == [("RUNNING",)]
+    assert handle.cancel().ok_value is True
+    assert sql_rows("SELECT DISTINCT status FROM horsies_workflow") == [("CANCELLED",)]
+    assert sql_rows("SELECT DISTINCT status FROM horsies_task") == [("CANCELLED",)]
+
+
+def test_retry_start_starts_a_failed_start_once_and_refuses_other_errors() -> None:
+    from horsies_django import WorkflowStartError
+
+    spec = app.workflow("retried", tasks=[add.node()(a=1, b=1)])
+    lost = WorkflowStartError(
+        "ENQUEUE_FAILED", "connection lost", True, "retried", "0193a1c2-7d4e-7f00-8a00-0000000000f3"
+    )
+    first = spec.retry_start(lost).ok_value
+    again = spec.retry_start(lost).ok_value
+    assert first.workflow_id == again.workflow_id == lost.workflow_id
+    assert sql_rows("SELECT count(*) FROM horsies_workflow") == [(1,)]
+    invalid = WorkflowStartError("VALIDATION_FAILED", "bad", False, "retried", None)
+    refused = spec.retry_start(invalid)
+    assert refused.is_err()
+    assert "only ENQUEUE_FAILED can be retried" in refused.err_value.message
+
+
+def test_get_times_out_and_an_unknown_workflow_is_not_found() -> None:
+    handle = app.workflow("waiting", tasks=[add.node()(a=1, b=1)]).start().ok_value
+    assert handle.get(timeout_ms=50).unwrap_err().error_code == "WAIT_TIMEOUT"
+    assert handle.result_for("nope").unwrap_err().error_code == "WORKFLOW_NOT_FOUND"
+    missing = WorkflowHandle.from_id("0193a1c2-7d4e-7f00-8a00-0000000000f4")
+    assert missing.get(timeout_ms=50).unwrap_err().error_code == "WORKFLOW_NOT_FOUND"
+    assert missing.status().ok_value is None
+
+
+def test_the_async_twins_answer_like_the_methods() -> None:
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    async def twins() -> None:
+        spec = app.workflow("async", tasks=[add.node(node_id="sum")(a=2, b=3)], output="sum")
+        handle = (await spec.start_async()).ok_value
+        assert (await handle.status_async()).ok_value == "RUNNING"
+        await sync_to_async(run_pending)()
+        assert await handle.get_async(timeout_ms=5_000) == TaskResult(ok=5)
+        assert (await handle.result_for_async("sum")) == TaskResult(ok=5)
+        assert (await handle.results_async()).ok_value == {"sum": TaskResult(ok=5)}
+        assert [t.status for t in (await handle.tasks_async()).ok_value] == ["COMPLETED"]
+        assert (await handle.cancel_async()).ok_value is False
+        assert (await handle.pause_async()).ok_value is False
+        assert (await handle.resume_async()).ok_value is False
+
+    asyncio.run(twins())

@@ -242,7 +242,17 @@ class WorkflowHandle:
         return await sync_to_async(self.result_for, thread_sensitive=True)(node)
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[Any, TaskError]:
-        return await sync_to_async(self.get, thread_sensitive=False)(timeout_ms)
+        """Waits in a thread of its own (not the event loop's sync thread), whose database
+        connection is closed when it is done."""
+        return await sync_to_async(self._get_in_own_thread, thread_sensitive=False)(timeout_ms)
+
+    def _get_in_own_thread(self, timeout_ms: int | None) -> TaskResult[Any, TaskError]:
+        from django.db import connections
+
+        try:
+            return self.get(timeout_ms)
+        finally:
+            connections.close_all()
 
     async def cancel_async(self) -> BrokerResult[bool]:
         return await sync_to_async(self.cancel, thread_sensitive=True)()
