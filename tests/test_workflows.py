@@ -320,3 +320,13 @@ def test_the_async_twins_answer_like_the_methods() -> None:
         assert (await handle.resume_async()).ok_value is False
 
     asyncio.run(twins())
+
+
+def test_a_skipped_dependency_arrives_as_upstream_skipped() -> None:
+    bad = fail_int.node(node_id="bad")(code="GONE")
+    skipped = total.node(node_id="skipped")(amount=from_node(bad))
+    fix = recover.node(allow_failed_deps=True, node_id="fix")(amount=from_node(skipped))
+    handle = app.workflow("skips", tasks=[bad, skipped, fix]).start().ok_value
+    run_pending()
+    assert statuses(handle) == {"bad": "FAILED", "skipped": "SKIPPED", "fix": "COMPLETED"}
+    assert handle.result_for("fix") == TaskResult(ok="recovered from UPSTREAM_SKIPPED")
