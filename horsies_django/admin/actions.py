@@ -10,12 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -23,31 +20,15 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from horsies_django import cancelling, operations
+from horsies_django.admin import confirmed
 from horsies_django.admin.common import admin_url, short_id
 from horsies_django.models import Task
 from horsies_django.states import CANCELLABLE_STATES, REENQUEUABLE_STATES, RUN_NOW_STATES, in_order
 from horsies_django.types import BrokerError, Err, Result
 
-MAX_BATCH: Final = 500
+MAX_BATCH: Final = confirmed.MAX_BATCH
 
-
-@dataclass(frozen=True, slots=True)
-class TaskAction:
-    """One action: its permission, what it applies to, and the service that does it."""
-
-    name: str
-    codename: str
-    title: str
-    done: str
-    applies: Callable[[Task], str | None]  # None when eligible, else why it will be skipped
-    service: Callable[[str], Result[Any, BrokerError]]
-
-    @property
-    def permission(self) -> str:
-        return f"horsies_django.{self.codename}"
-
-    def allowed(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm(self.permission))
+type TaskAction = confirmed.Guarded[Task, Callable[[str], Result[Any, BrokerError]]]
 
 
 # The previews below judge each row by the same sets as the services that do the work.
@@ -79,8 +60,10 @@ def _cancel(task_id: str) -> Result[Any, BrokerError]:
 ACTIONS: Final = {
     a.name: a
     for a in (
-        TaskAction("cancel_tasks", "cancel_task", "Cancel", "Cancelled", _cancellable, _cancel),
-        TaskAction(
+        confirmed.Guarded(
+            "cancel_tasks", "cancel_task", "Cancel", "Cancelled", _cancellable, _cancel
+        ),
+        confirmed.Guarded(
             "reenqueue_tasks",
             "reenqueue_task",
             "Re-enqueue",
@@ -88,7 +71,7 @@ ACTIONS: Final = {
             _reenqueuable,
             operations.reenqueue,
         ),
-        TaskAction(
+        confirmed.Guarded(
             "run_tasks_now",
             "run_task_now",
             "Run now",
@@ -102,10 +85,7 @@ ACTIONS: Final = {
 
 def require_permission(request: HttpRequest) -> None:
     """403 when a POST names an action the user may not run (a forged or stale form)."""
-    for name in request.POST.getlist("action"):
-        action = ACTIONS.get(name)
-        if action is not None and not action.allowed(request):
-            raise PermissionDenied(f"you need the {action.permission} permission")
+    confirmed.require_permission(ACTIONS, request)
 
 
 def perform(
@@ -115,42 +95,17 @@ def perform(
     action: TaskAction,
 ) -> TemplateResponse | None:
     """Show the confirmation page, or (after confirmation) run the service on each task."""
-    if not action.allowed(request):
-        raise PermissionDenied(f"you need the {action.permission} permission")
-    tasks = list(queryset.order_by("-sent_at")[: MAX_BATCH + 1])
-    if len(tasks) > MAX_BATCH:
-        model_admin.message_user(
-            request,
-            f"{action.title} works on at most {MAX_BATCH} tasks at once: narrow the "
-            "filter or select fewer tasks.",
-            messages.ERROR,
-        )
+    tasks = confirmed.batch(
+        model_admin, request, queryset, action, newest_first="-sent_at", noun="task"
+    )
+    if tasks is None:
         return None
     if request.POST.get("post") != "yes":
-        return _confirmation(model_admin, request, tasks, action)
+        rows = [(t, t.task_name, action.applies(t)) for t in tasks]
+        return confirmed.confirmation(model_admin, request, rows, action, "task")
     outcomes = [(str(t.pk), action.service(str(t.pk))) for t in tasks]
     _report(model_admin, request, action, outcomes)
     return None
-
-
-def _confirmation(
-    model_admin: admin.ModelAdmin[Task],
-    request: HttpRequest,
-    tasks: list[Task],
-    action: TaskAction,
-) -> TemplateResponse:
-    rows = [(t, action.applies(t)) for t in tasks]
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": f"{action.title}: are you sure?",
-        "opts": model_admin.opts,
-        "action": action,
-        "rows": rows,
-        "eligible": sum(1 for _, why in rows if why is None),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "media": model_admin.media,
-    }
-    return TemplateResponse(request, "admin/horsies_django/task/action_confirmation.html", context)
 
 
 def _report(
@@ -178,10 +133,7 @@ def _report(
         )
         text = format_html("{} New: {}", text, links)
     model_admin.message_user(request, text, messages.SUCCESS if done else messages.WARNING)
-    if skipped:
-        total = sum(skipped.values())
-        reasons = "; ".join(f"{why} ({n})" for why, n in skipped.most_common())
-        model_admin.message_user(request, f"Skipped {total}: {reasons}", messages.WARNING)
+    confirmed.report_skipped(model_admin, request, skipped)
 
 
 def _reason(message: str, task_id: str) -> str:

@@ -9,41 +9,24 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Final
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from horsies_django.admin import confirmed
 from horsies_django.models import Workflow
 from horsies_django.states import WORKFLOW_OPEN_STATES, WorkflowStatus
 from horsies_django.types import BrokerError, Err, Result
 from horsies_django.workflows import WorkflowHandle
 
-MAX_BATCH: Final = 500
+MAX_BATCH: Final = confirmed.MAX_BATCH
 
-
-@dataclass(frozen=True, slots=True)
-class WorkflowAction:
-    """One action: its permission, what it applies to, and the handle method that does it."""
-
-    name: str
-    codename: str
-    title: str
-    done: str
-    applies: Callable[[Workflow], str | None]  # None when eligible, else why it is skipped
-    service: Callable[[WorkflowHandle], Result[bool, BrokerError]]
-
-    @property
-    def permission(self) -> str:
-        return f"horsies_django.{self.codename}"
-
-    def allowed(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm(self.permission))
+type WorkflowAction = confirmed.Guarded[
+    Workflow, Callable[[WorkflowHandle], Result[bool, BrokerError]]
+]
 
 
 # The previews judge each row by the statuses the engine's functions accept (migration 0008).
@@ -68,7 +51,7 @@ def _paused(workflow: Workflow) -> str | None:
 ACTIONS: Final = {
     a.name: a
     for a in (
-        WorkflowAction(
+        confirmed.Guarded(
             "cancel_workflows",
             "cancel_workflow",
             "Cancel",
@@ -76,10 +59,10 @@ ACTIONS: Final = {
             _open,
             WorkflowHandle.cancel,
         ),
-        WorkflowAction(
+        confirmed.Guarded(
             "pause_workflows", "pause_workflow", "Pause", "Paused", _running, WorkflowHandle.pause
         ),
-        WorkflowAction(
+        confirmed.Guarded(
             "resume_workflows",
             "pause_workflow",
             "Resume",
@@ -93,10 +76,7 @@ ACTIONS: Final = {
 
 def require_permission(request: HttpRequest) -> None:
     """403 when a POST names an action the user may not run (a forged or stale form)."""
-    for name in request.POST.getlist("action"):
-        action = ACTIONS.get(name)
-        if action is not None and not action.allowed(request):
-            raise PermissionDenied(f"you need the {action.permission} permission")
+    confirmed.require_permission(ACTIONS, request)
 
 
 def perform(
@@ -106,47 +86,20 @@ def perform(
     action: WorkflowAction,
 ) -> TemplateResponse | None:
     """Show the confirmation page, or (after confirmation) call the handle for each workflow."""
-    if not action.allowed(request):
-        raise PermissionDenied(f"you need the {action.permission} permission")
-    workflows = list(queryset.order_by("-created_at")[: MAX_BATCH + 1])
-    if len(workflows) > MAX_BATCH:
-        model_admin.message_user(
-            request,
-            f"{action.title} works on at most {MAX_BATCH} workflows at once: narrow the "
-            "filter or select fewer workflows.",
-            messages.ERROR,
-        )
+    workflows = confirmed.batch(
+        model_admin, request, queryset, action, newest_first="-created_at", noun="workflow"
+    )
+    if workflows is None:
         return None
     if request.POST.get("post") != "yes":
-        return _confirmation(model_admin, request, workflows, action)
+        rows = [(w, w.name, action.applies(w)) for w in workflows]
+        return confirmed.confirmation(model_admin, request, rows, action, "workflow")
     outcomes = [
         (w, action.service(WorkflowHandle(str(w.pk))) if action.applies(w) is None else None)
         for w in workflows
     ]
     _report(model_admin, request, action, outcomes)
     return None
-
-
-def _confirmation(
-    model_admin: admin.ModelAdmin[Workflow],
-    request: HttpRequest,
-    workflows: list[Workflow],
-    action: WorkflowAction,
-) -> TemplateResponse:
-    rows = [(w, action.applies(w)) for w in workflows]
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": f"{action.title}: are you sure?",
-        "opts": model_admin.opts,
-        "action": action,
-        "rows": rows,
-        "eligible": sum(1 for _, why in rows if why is None),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "media": model_admin.media,
-    }
-    return TemplateResponse(
-        request, "admin/horsies_django/workflow/action_confirmation.html", context
-    )
 
 
 def _report(
@@ -174,7 +127,4 @@ def _report(
     model_admin.message_user(
         request, f"{action.done} {done} {noun}.", messages.SUCCESS if done else messages.WARNING
     )
-    if skipped:
-        total = sum(skipped.values())
-        reasons = "; ".join(f"{why} ({n})" for why, n in skipped.most_common())
-        model_admin.message_user(request, f"Skipped {total}: {reasons}", messages.WARNING)
+    confirmed.report_skipped(model_admin, request, skipped)
