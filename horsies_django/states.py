@@ -97,8 +97,3 @@ class NodeStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
-
-
-NODE_TERMINAL_STATES: Final = frozenset(
-    {NodeStatus.COMPLETED, NodeStatus.FAILED, NodeStatus.SKIPPED}
-)

@@ -356,6 +356,36 @@ BEGIN
     RETURN true;
 END $$;
 
+-- Mark ENQUEUED task nodes of a workflow whose task has ended (only `candidates`, when given)
+-- with the task's outcome; pause the workflow if one failed and it pauses on error. Returns the
+-- indexes marked. Used by the trigger and by the repair.
+CREATE FUNCTION horsies_wf_mark_ended(wf_id uuid, candidates integer[] DEFAULT NULL)
+RETURNS integer[] LANGUAGE plpgsql AS $$
+DECLARE
+    marked integer[];
+    failures integer;
+BEGIN
+    WITH ended AS (
+        UPDATE horsies_workflow_node nd
+        SET status = CASE WHEN t.status = 'COMPLETED' THEN 'COMPLETED' ELSE 'FAILED' END,
+            result = coalesce(t.result, jsonb_build_object('err', jsonb_build_object(
+                'error_code', t.error_code, 'message', t.failed_reason,
+                'data', NULL, 'exception', NULL))),
+            error_code = CASE WHEN t.status = 'COMPLETED' THEN NULL ELSE t.error_code END,
+            completed_at = now()
+        FROM horsies_task t
+        WHERE nd.workflow_id = wf_id AND nd.status = 'ENQUEUED' AND nd.kind = 'task'
+          AND (candidates IS NULL OR nd.index = ANY(candidates))
+          AND t.id = nd.task_id
+          AND t.status IN ('COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED')
+        RETURNING nd.index, nd.status
+    )
+    SELECT array_agg(index ORDER BY index), count(*) FILTER (WHERE status = 'FAILED')
+    INTO marked, failures FROM ended;
+    PERFORM horsies_wf_node_failed_pause(wf_id, failures > 0);
+    RETURN coalesce(marked, '{}');
+END $$;
+
 -- The maintenance leader's repair of what only a bug or a hand edit can leave (advancing is
 -- transactional): a node whose task ended but the node did not, READY nodes of a running
 -- workflow never enqueued, PENDING nodes whose dependencies' counts are off, and a workflow
@@ -364,7 +394,6 @@ CREATE FUNCTION horsies_wf_repair(max_workflows integer DEFAULT 100) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
     wf_id uuid;
-    stuck integer[];
     terminal_nodes integer[];
     repaired integer := 0;
 BEGIN
@@ -390,30 +419,12 @@ BEGIN
         LIMIT max_workflows
     LOOP
         PERFORM 1 FROM horsies_workflow WHERE id = wf_id FOR UPDATE;
-        -- Nodes whose task ended: marked as the trigger would have.
-        WITH marked AS (
-            UPDATE horsies_workflow_node nd
-            SET status = CASE WHEN t.status = 'COMPLETED' THEN 'COMPLETED' ELSE 'FAILED' END,
-                result = coalesce(t.result, jsonb_build_object('err', jsonb_build_object(
-                    'error_code', t.error_code, 'message', t.failed_reason,
-                    'data', NULL, 'exception', NULL))),
-                error_code = CASE WHEN t.status = 'COMPLETED' THEN NULL ELSE t.error_code END,
-                completed_at = now()
-            FROM horsies_task t
-            WHERE nd.workflow_id = wf_id AND nd.status = 'ENQUEUED' AND nd.kind = 'task'
-              AND t.id = nd.task_id
-              AND t.status IN ('COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED')
-            RETURNING nd.index
-        )
-        SELECT array_agg(index) INTO stuck FROM marked;
+        PERFORM horsies_wf_mark_ended(wf_id);  -- nodes whose task ended, as the trigger would
         -- Every PENDING node is counted again from its dependencies' statuses.
         UPDATE horsies_workflow_node SET deps_done = 0, deps_ok = 0
         WHERE workflow_id = wf_id AND status = 'PENDING';
         SELECT array_agg(index ORDER BY index) INTO terminal_nodes FROM horsies_workflow_node
         WHERE workflow_id = wf_id AND status IN ('COMPLETED', 'FAILED', 'SKIPPED');
-        PERFORM horsies_wf_node_failed_pause(wf_id, EXISTS (
-            SELECT 1 FROM horsies_workflow_node
-            WHERE workflow_id = wf_id AND index = ANY(stuck) AND status = 'FAILED'));
         -- Settling counts the terminal nodes again, into their dependants and the workflow;
         -- it enqueues what is READY and ends the workflow when every node has ended.
         UPDATE horsies_workflow SET nodes_done = 0 WHERE id = wf_id;
@@ -428,7 +439,6 @@ CREATE FUNCTION horsies_wf_tasks_finished() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     r record;
-    failures integer;
 BEGIN
     FOR r IN
         SELECT nd.workflow_id, array_agg(nd.index ORDER BY nd.index) AS nodes
@@ -440,22 +450,7 @@ BEGIN
         ORDER BY nd.workflow_id
     LOOP
         PERFORM 1 FROM horsies_workflow WHERE id = r.workflow_id FOR UPDATE;
-        WITH marked AS (
-            UPDATE horsies_workflow_node nd
-            SET status = CASE WHEN t.status = 'COMPLETED' THEN 'COMPLETED' ELSE 'FAILED' END,
-                result = coalesce(t.result, jsonb_build_object('err', jsonb_build_object(
-                    'error_code', t.error_code, 'message', t.failed_reason,
-                    'data', NULL, 'exception', NULL))),
-                error_code = CASE WHEN t.status = 'COMPLETED' THEN NULL ELSE t.error_code END,
-                completed_at = now()
-            FROM horsies_task t
-            WHERE nd.workflow_id = r.workflow_id AND nd.index = ANY(r.nodes)
-              AND nd.status = 'ENQUEUED' AND t.id = nd.task_id
-            RETURNING nd.status
-        )
-        SELECT count(*) FILTER (WHERE status = 'FAILED') INTO failures FROM marked;
-        PERFORM horsies_wf_node_failed_pause(r.workflow_id, failures > 0);
-        PERFORM horsies_wf_settle(r.workflow_id, r.nodes);
+        PERFORM horsies_wf_settle(r.workflow_id, horsies_wf_mark_ended(r.workflow_id, r.nodes));
     END LOOP;
     RETURN NULL;
 END $$;
@@ -470,6 +465,7 @@ REVERSE = """
 DROP TRIGGER IF EXISTS horsies_task_wf_advance ON horsies_task;
 DROP FUNCTION IF EXISTS horsies_wf_tasks_finished();
 DROP FUNCTION IF EXISTS horsies_wf_repair(integer);
+DROP FUNCTION IF EXISTS horsies_wf_mark_ended(uuid, integer[]);
 DROP FUNCTION IF EXISTS horsies_wf_cancel(uuid);
 DROP FUNCTION IF EXISTS horsies_wf_resume(uuid);
 DROP FUNCTION IF EXISTS horsies_wf_pause(uuid);
