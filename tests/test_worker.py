@@ -65,6 +65,70 @@ def test_new_task_wakes_an_idle_worker_through_notify(configured: StartWorker) -
     assert claimed_at - sent_at < timedelta(seconds=30)
 
 
+CLAIM_GATE_KEY = 7_313_001  # the advisory lock the test-only gate below waits on
+CLAIM_GATE = f"""
+CREATE FUNCTION test_claim_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared({CLAIM_GATE_KEY});
+    RETURN NULL;
+END $$;
+CREATE TRIGGER test_claim_gate AFTER UPDATE ON horsies_task
+    FOR EACH STATEMENT EXECUTE FUNCTION test_claim_gate();
+"""
+NO_CLAIM_GATE = """
+DROP TRIGGER IF EXISTS test_claim_gate ON horsies_task;
+DROP FUNCTION IF EXISTS test_claim_gate();
+"""
+
+
+@pytest.fixture
+def claim_gate() -> Iterator[psycopg.Connection[Any]]:
+    """While the returned connection holds CLAIM_GATE_KEY, every UPDATE of horsies_task (a
+    claim among them) stays unanswered after it has picked its rows."""
+    with psycopg.connect(database_url(), autocommit=True) as gate_conn:
+        gate_conn.execute(CLAIM_GATE)
+        try:
+            yield gate_conn
+        finally:
+            gate_conn.execute("SELECT pg_advisory_unlock_all()")
+            gate_conn.execute(NO_CLAIM_GATE)
+
+
+def test_a_task_announced_while_a_claim_is_in_flight_is_claimed_without_the_poll(
+    configured: StartWorker, claim_gate: psycopg.Connection[Any]
+) -> None:
+    """The claim in flight picked its rows before the task was committed, so it comes back
+    empty; the notification that arrived meanwhile must still bring a claim (polling is 60 s
+    away). A reply must not erase a notification it could not have seen."""
+    worker = configured(LONG_POLL, "--processes", "1")
+    claim_gate.execute("SELECT pg_advisory_lock(%s)", (CLAIM_GATE_KEY,))
+    claim_gate.execute("NOTIFY horsies_task_new, 'default 0'")  # the worker claims: nothing yet
+    wait_until(
+        lambda: (
+            sql_value(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND objid = %s",
+                CLAIM_GATE_KEY,
+            )
+            == 1
+        ),
+        what="the worker's claim to wait at the gate",
+    )
+    with psycopg.connect(database_url(), autocommit=True) as spy:
+        spy.execute("LISTEN horsies_task_new")
+        handle = add.send(a=2, b=3).ok_value  # committed: its notification is on its way
+        wait_until(
+            lambda: any(n.channel == "horsies_task_new" for n in spy.notifies(timeout=0.5)),
+            what="the task's notification to be delivered to listeners",
+        )
+    claim_gate.execute("SELECT pg_advisory_unlock(%s)", (CLAIM_GATE_KEY,))
+    result = handle.get(timeout_ms=30_000)
+    assert result.is_ok(), f"{result.err}\n{worker.log()}"
+    assert result.ok_value == 5
+    sent_at, claimed_at = task_row(handle.task_id, "sent_at", "claimed_at")
+    assert claimed_at - sent_at < timedelta(seconds=30)
+
+
 def test_polling_finds_a_task_whose_notification_was_lost(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:

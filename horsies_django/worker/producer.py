@@ -122,6 +122,7 @@ class Producer:
             self.next_due = None
         self.polled = now >= self.next_poll or due
         self.next_poll = now + self.settings.POLL_INTERVAL_MS / 1000
+        self.wanted = False  # consumed: a notification from now on asks for the next claim
         room = self._room(now)
         if self.planner.capped:
             try:
@@ -157,7 +158,9 @@ class Producer:
 
     def _claimed(self, claimed: list[Claimed], room: int) -> None:
         self.held.add(claimed, time.monotonic())
-        self.wanted = len(claimed) >= room  # a full claim suggests a backlog
+        # A full claim suggests a backlog. A short one only says nothing more was committed when
+        # it picked its rows: a notification that came while it was in flight still stands.
+        self.wanted = self.wanted or len(claimed) >= room
         if self.polled and not self.wanted:  # notifications carry due times; polls and due
             self.refresh_next_due()  # timers look up the next one (a lost one, or a retry's)
 
