@@ -52,6 +52,8 @@ class HorsiesSettings(BaseModel):
     WORKER_STALE_AFTER_MS: Annotated[int, Field(ge=1_000)] = 30_000
     RESCUER_INTERVAL_MS: Annotated[int, Field(ge=100)] = 10_000
     POLL_INTERVAL_MS: Annotated[int, Field(ge=50)] = 5_000
+    # A workflow paused for longer ends EXPIRED (WORKFLOW_EXPIRED); None: it waits for ever.
+    WORKFLOW_PAUSE_EXPIRES_AFTER_MS: Annotated[int | None, Field(ge=0)] = 7 * 24 * 3_600_000
     EAGER: bool = False
     # Limits checked before anything reaches the database (see docs/settings.md, "Limits").
     MAX_PAYLOAD_BYTES: Annotated[int, Field(ge=1_024, le=MAX_JSONB_BYTES)] = 1_048_576

@@ -285,6 +285,9 @@ class Workflow(models.Model):
     nodes_done = models.IntegerField(default=0)
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was last paused (cleared on resume)."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -403,6 +403,21 @@ def test_rule_subworkflow_parameters() -> None:
     assert any("missing build parameter(s) order_id" in p for p in found)
 
 
+def test_rule_subworkflow_cannot_take_upstream_results() -> None:
+    class Fed(WorkflowDefinition[int]):
+        definition_key = "tests.fed_child"
+        fetch = t.fetch.node()(order_id=param("order_id"))
+
+    upstream = t.fetch.node(node_id="up")(order_id=1)
+    for node in (
+        SubWorkflowNode(Fed, args_from={"order_id": upstream}, waits_for=[upstream], node_id="sub"),
+        SubWorkflowNode(Fed, kwargs={"order_id": from_node(upstream)}, node_id="sub"),
+    ):
+        message = only(app.workflow, "w", tasks=[upstream, node])
+        assert message.startswith("node 'sub': args_from['order_id'] (or from_node) cannot feed")
+        assert "pass build parameters in kwargs=" in message
+
+
 def test_rule_build_with_parameters() -> None:
     class Param(WorkflowDefinition[Any]):
         definition_key = "tests.params"

@@ -290,3 +290,13 @@ def repair_workflows(conn: psycopg.Connection[Row]) -> int:
     """Repair workflows a crash-free path could not have left half-advanced; how many."""
     row = conn.execute(REPAIR_WORKFLOWS, (REPAIR_BATCH,)).fetchone()
     return int(row[0]) if row else 0
+
+
+# End workflows paused for too long as EXPIRED (see migration 0009), a bounded batch.
+EXPIRE_PAUSED_WORKFLOWS: Final = "SELECT horsies_wf_expire_paused(make_interval(secs => %s), %s)"
+
+
+def expire_paused_workflows(conn: psycopg.Connection[Row], after_s: float) -> int:
+    """End workflows paused for longer than `after_s` seconds; how many."""
+    row = conn.execute(EXPIRE_PAUSED_WORKFLOWS, (after_s, REPAIR_BATCH)).fetchone()
+    return int(row[0]) if row else 0

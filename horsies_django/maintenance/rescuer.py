@@ -4,7 +4,8 @@ Stale workers are marked DEAD. Their CLAIMED tasks go back to PENDING (user code
 their RUNNING tasks get a WORKER_CRASHED attempt and retry if their policy lists it. Every
 write is fenced by the claim generation it read, so a worker that comes back cannot collide.
 Workflows advance in the transaction of their tasks' outcomes; what a bug or a hand edit could
-still leave half-advanced is repaired by the database's `horsies_wf_repair()` (migration 0008).
+still leave half-advanced is repaired by the database's `horsies_wf_repair()` (migration 0008),
+and workflows paused for longer than `WORKFLOW_PAUSE_EXPIRES_AFTER_MS` end EXPIRED.
 """
 
 from __future__ import annotations
@@ -32,9 +33,18 @@ class RescueCounts:
     requeued: int = 0
     crashed: int = 0
     workflows_repaired: int = 0
+    workflows_expired: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.dead_workers or self.requeued or self.crashed or self.workflows_repaired)
+        return any(
+            (
+                self.dead_workers,
+                self.requeued,
+                self.crashed,
+                self.workflows_repaired,
+                self.workflows_expired,
+            )
+        )
 
 
 def run_once(conn: psycopg.Connection[connections.Row], settings: HorsiesSettings) -> RescueCounts:
@@ -46,15 +56,22 @@ def run_once(conn: psycopg.Connection[connections.Row], settings: HorsiesSetting
         crashed = _crash_orphan_runs(conn)
     with conn.transaction():
         repaired = maintenance_queries.repair_workflows(conn)
-    counts = RescueCounts(dead, requeued, crashed, repaired)
+    expired = 0
+    if settings.WORKFLOW_PAUSE_EXPIRES_AFTER_MS is not None:
+        with conn.transaction():
+            expired = maintenance_queries.expire_paused_workflows(
+                conn, settings.WORKFLOW_PAUSE_EXPIRES_AFTER_MS / 1000
+            )
+    counts = RescueCounts(dead, requeued, crashed, repaired, expired)
     if counts:
         logger.warning(
             "rescuer: %d worker(s) marked dead, %d claim(s) requeued, %d run(s) recorded "
-            "crashed, %d workflow(s) repaired",
+            "crashed, %d workflow(s) repaired, %d paused workflow(s) expired",
             dead,
             requeued,
             crashed,
             repaired,
+            expired,
         )
     return counts
 

@@ -108,8 +108,8 @@ class TaskNode[T](_NodeBase):
 class SubWorkflowNode(_NodeBase):
     """A node that runs a whole child workflow: a `WorkflowDefinition` class or its key.
 
-    `kwargs` are the child's build parameters (`build_with`); `args_from` passes an upstream's
-    ok value as one of them.
+    `kwargs` are the child's build parameters (`build_with`). The child is built when the
+    parent starts, so `args_from` (upstream results) is refused by validation.
     """
 
     definition: type[Any] | str

@@ -417,6 +417,13 @@ def _check_subworkflow(
         )
     kwargs = _fill_params(build, node.kwargs)
     child_params = definition_params(child)
+    for name in node.args_from:
+        build.add(
+            f"{where}: args_from[{name!r}] (or from_node) cannot feed a subworkflow: the child "
+            "workflow is built when its parent starts, before upstream results exist; pass "
+            "build parameters in kwargs=, and let a task node after the subworkflow combine "
+            "its output with the upstream's result"
+        )
     for name in [*kwargs, *node.args_from]:
         if name not in child_params:
             build.add(
