@@ -19,10 +19,14 @@ from django.db import migrations, models
 FORWARD = r"""
 CREATE FUNCTION horsies_wf_lock_tree(wf_id uuid) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    root uuid;
 BEGIN
-    PERFORM 1 FROM horsies_workflow
-    WHERE id = (SELECT root_workflow_id FROM horsies_workflow WHERE id = wf_id) FOR UPDATE;
-    PERFORM 1 FROM horsies_workflow WHERE id = wf_id FOR UPDATE;
+    SELECT root_workflow_id INTO root FROM horsies_workflow WHERE id = wf_id;
+    PERFORM 1 FROM horsies_workflow WHERE id = root FOR UPDATE;
+    IF root IS DISTINCT FROM wf_id THEN
+        PERFORM 1 FROM horsies_workflow WHERE id = wf_id FOR UPDATE;
+    END IF;
 END $$;
 
 CREATE FUNCTION horsies_wf_stop(wf_id uuid, final_status text, code text, message text)
