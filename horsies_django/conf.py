@@ -52,6 +52,9 @@ class HorsiesSettings(BaseModel):
     WORKER_STALE_AFTER_MS: Annotated[int, Field(ge=1_000)] = 30_000
     RESCUER_INTERVAL_MS: Annotated[int, Field(ge=100)] = 10_000
     POLL_INTERVAL_MS: Annotated[int, Field(ge=50)] = 5_000
+    # Periodic schedules declared in settings (validated by horsies_django.schedules; see
+    # docs/schedules.md), beside those declared in code with `app.periodic(...)`.
+    SCHEDULES: tuple[dict[str, Any], ...] = ()
     # A workflow paused for longer ends EXPIRED (WORKFLOW_EXPIRED); None: it waits for ever.
     WORKFLOW_PAUSE_EXPIRES_AFTER_MS: Annotated[int | None, Field(ge=0)] = 7 * 24 * 3_600_000
     EAGER: bool = False

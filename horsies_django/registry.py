@@ -24,6 +24,8 @@ from horsies_django.execution import call_directly
 from horsies_django.handles import TaskHandle
 from horsies_django.registered import TaskTable, suppress_sends, suppressed, table
 from horsies_django.retry import RetryPolicy
+from horsies_django.schedules.declared import DEFAULT_MAX_CATCH_UP, Schedule, declare
+from horsies_django.schedules.patterns import Pattern
 from horsies_django.types import TaskError, TaskResult, TaskSendOptions, TaskSendResult
 from horsies_django.workflows.spec import (
     Node,
@@ -260,6 +262,34 @@ class Registry:
             output=output,
             on_error=on_error,
             success_policy=success_policy,
+        )
+
+    def periodic(
+        self,
+        name: str,
+        *,
+        task: TaskFunction[..., Any] | str,
+        pattern: Pattern,
+        kwargs: Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+        enabled: bool = True,
+        catch_up_missed: bool = False,
+        max_catch_up: int = DEFAULT_MAX_CATCH_UP,
+    ) -> Schedule:
+        """Declare a periodic schedule: `task` runs with `kwargs` at every slot of `pattern`
+        (in `timezone`, default `TIME_ZONE`). Call it in a task module; a scheduler
+        (`horsies_scheduler`, or `horsies_worker --scheduler`) fires each slot once."""
+        return declare(
+            Schedule(
+                name=name,
+                task=task if isinstance(task, str) else task.task_name,
+                kwargs=dict(kwargs or {}),
+                pattern=pattern,
+                timezone=timezone,
+                enabled=enabled,
+                catch_up_missed=catch_up_missed,
+                max_catch_up=max_catch_up,
+            )
         )
 
     def unregister(self, task_name: str) -> None:

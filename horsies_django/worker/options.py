@@ -14,3 +14,4 @@ class WorkerOptions:
     worker_name: str | None = None
     shutdown_timeout_s: float = 30.0
     settings_module: str | None = None
+    scheduler: bool = False  # fire periodic schedules while this worker leads maintenance

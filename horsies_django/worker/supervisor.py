@@ -54,7 +54,7 @@ class Supervisor:
         self.keeper = ConnectionKeeper(self.settings)
         params = self.keeper.params
         self.completer = Completer(lambda: connections.connect_worker(params))
-        self.heartbeat = Heartbeat(self.settings, self.worker_id)
+        self.heartbeat = Heartbeat(self.settings, self.worker_id, scheduler=options.scheduler)
         self.readiness = Readiness()
         self.stopping = False
         self.forced = False
@@ -196,6 +196,8 @@ class Supervisor:
             self._beat()
         if self.heartbeat.maintenance_due(now):
             self._maintain()
+        if self.heartbeat.schedule_due(now):
+            self._schedule()
         self.completer.flush()
         timeout = max(0.0, self._next_wake() - time.monotonic())
         for obj in self.readiness.wait(self._wait_objects(), timeout):
@@ -249,6 +251,16 @@ class Supervisor:
             return
         try:
             self.heartbeat.maintain(main)
+        except DB_ERRORS as exc:
+            self._lost(exc)
+
+    def _schedule(self) -> None:
+        main = self.keeper.main
+        if main is None or self.stopping:
+            self.heartbeat.skip_schedule()
+            return
+        try:
+            self.heartbeat.schedule(main)
         except DB_ERRORS as exc:
             self._lost(exc)
 

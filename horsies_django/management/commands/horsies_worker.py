@@ -89,6 +89,11 @@ class Command(BaseCommand):
             help="text lines (default) or one JSON object per line, for log collectors",
         )
         parser.add_argument(
+            "--scheduler",
+            action="store_true",
+            help="also fire periodic schedules (only while this worker leads maintenance)",
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             type=positive_seconds,
             default=30.0,
@@ -110,6 +115,7 @@ class Command(BaseCommand):
                     worker_name=options["worker_name"],
                     shutdown_timeout_s=options["shutdown_timeout"],
                     settings_module=os.environ.get("DJANGO_SETTINGS_MODULE"),
+                    scheduler=options["scheduler"],
                 ),
                 settings,
             )
