@@ -42,6 +42,18 @@ EXPECTED = [
     ("notify warehouse (flaky, retried)", "COMPLETED", 3, None),
     ("send receipt in 3 s (scheduled)", "COMPLETED", 1, None),
 ]
+# The checkout workflow the demo starts: (node, task) in index order, all COMPLETED, and the
+# output node's result, which the demo prints in full.
+WORKFLOW_NODES = [
+    ("validate", "validate_order"),
+    ("charge", "charge_payment"),
+    ("reserve", "reserve_stock"),
+    ("ship", "ship_order"),
+]
+WORKFLOW_OUTPUT = (
+    "ok: 'Order A-1001 shipped express (2 item(s) reserved; "
+    "payment: Charged 4999 cents for order 1001)'"
+)
 
 
 @pytest.fixture
@@ -140,6 +152,24 @@ def assert_final_statuses(output: str) -> None:
             assert code in line.group(0), line.group(0)
 
 
+def assert_workflow_reported(output: str) -> str:
+    """The demo started the checkout workflow and reported it COMPLETED with its output;
+    returns the workflow id it printed."""
+    started = re.search(r"workflow checkout started \(id ([0-9a-f-]{36})\)", output)
+    assert started, f"the demo did not report starting its workflow:\n{output}"
+    final = output.split("Final results:", 1)[-1]
+    summary = final.split("Workflow checkout: ", 1)
+    assert len(summary) == 2, f"no workflow results in the output:\n{output}"
+    # The summary, a line per node, then the output.
+    lines = summary[1].splitlines()[: len(WORKFLOW_NODES) + 2]
+    assert len(lines) == len(WORKFLOW_NODES) + 2, output
+    assert lines[0] == "COMPLETED, 4/4 nodes done", output
+    for (node_id, task_name), line in zip(WORKFLOW_NODES, lines[1:-1], strict=True):
+        assert re.match(rf"\s+{node_id} \({task_name}\)\s+COMPLETED ok: ", line), output
+    assert lines[-1] == f"  output: {WORKFLOW_OUTPUT}", output
+    return started.group(1)
+
+
 def db_rows(url: str, query: str) -> list[tuple[object, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         return list(conn.execute(query).fetchall())
@@ -154,7 +184,8 @@ def test_demo_runs_to_completion_from_a_clean_database(fresh_database_url: str) 
 
     assert demo.returncode == 0, output
     assert_final_statuses(output)
-    assert "All 7 tasks ended as expected." in output
+    assert "All 7 tasks and the checkout workflow ended as expected." in output
+    workflow_id = assert_workflow_reported(output)
     assert "#1 FAILED TEMPORARY_OUTAGE (retried), #2 FAILED TEMPORARY_OUTAGE (retried)" in output
     assert_nothing_left(demo.pid, worker_pid(output))
     # The database agrees with what was printed, and the worker shut down gracefully.
@@ -172,8 +203,17 @@ def test_demo_runs_to_completion_from_a_clean_database(fresh_database_url: str) 
             ("send_receipt", "COMPLETED", 1),
             ("validate_order", "COMPLETED", 1),
             ("validate_order", "FAILED", 1),
+            # The checkout workflow's nodes.
+            ("validate_order", "COMPLETED", 1),
+            ("charge_payment", "COMPLETED", 1),
+            ("reserve_stock", "COMPLETED", 1),
+            ("ship_order", "COMPLETED", 1),
         ]
     )
+    assert db_rows(
+        fresh_database_url,
+        "SELECT id::text, name, status, nodes_done, node_count FROM horsies_workflow",
+    ) == [(workflow_id, "checkout", "COMPLETED", 4, 4)]
     assert db_rows(fresh_database_url, "SELECT state FROM horsies_worker") == [("STOPPED",)]
 
 

@@ -2,10 +2,13 @@
 
 Every task takes keyword-only arguments and returns `TaskResult[T, TaskError]`; expected
 failures are returned as domain errors, anything raised becomes `UNHANDLED_EXCEPTION`.
+`reserve_stock` and `ship_order` are nodes of the checkout workflow (`orders/workflows.py`):
+a parameter typed `TaskResult[T, TaskError]` receives an upstream node's result.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from horsies_django import RetryPolicy, TaskError, TaskResult, app
@@ -92,3 +95,37 @@ def notify_warehouse(
 def send_receipt(*, order_id: int, email: str) -> TaskResult[str, TaskError]:
     """Sent with `schedule(3, ...)`: it becomes claimable three seconds after the send."""
     return TaskResult(ok=f"Receipt for order {order_id} sent to {email}")
+
+
+@app.task("reserve_stock", queue_name="standard")
+def reserve_stock(
+    *, order: TaskResult[ValidatedOrder, TaskError], warehouse_delay_s: float = 0.0
+) -> TaskResult[str, TaskError]:
+    """A workflow node fed by `validate_order`: reserves the validated order's items.
+
+    `warehouse_delay_s` stands for a slow warehouse API (the demo uses it so that the workflow
+    is seen half done)."""
+    if order.is_err():
+        return TaskResult(err=TaskError(error_code="NOT_VALIDATED", message="no valid order"))
+    time.sleep(warehouse_delay_s)
+    return TaskResult(ok=f"{len(order.unwrap().items)} item(s) reserved")
+
+
+@app.task("ship_order", queue_name="standard")
+def ship_order(
+    *,
+    order: TaskResult[ValidatedOrder, TaskError],
+    payment: TaskResult[str, TaskError],
+    reservation: TaskResult[str, TaskError],
+) -> TaskResult[str, TaskError]:
+    """The workflow's last node: runs once the payment and the reservation both succeeded."""
+    for upstream in (order, payment, reservation):
+        if upstream.is_err():
+            return TaskResult(
+                err=TaskError(error_code="NOT_SHIPPABLE", message="an earlier step failed")
+            )
+    validated = order.unwrap()
+    return TaskResult(
+        ok=f"Order {validated.order_id} shipped {validated.shipping_method} "
+        f"({reservation.unwrap()}; payment: {payment.unwrap()})"
+    )

@@ -1,4 +1,5 @@
-"""How the demo shows its tasks: a live rich table on a terminal, plain lines otherwise."""
+"""How the demo shows its tasks and its workflow: live rich tables on a terminal, plain lines
+otherwise."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import Any
 
 from django.utils import timezone
 from pydantic import BaseModel
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from horsies_django import TaskStatus
-from orders.demo.scenario import DemoTask
+from horsies_django import TaskError, TaskResult, TaskStatus, WorkflowTaskInfo
+from horsies_django.states import NodeStatus, WorkflowStatus
+from orders.demo.scenario import DemoTask, DemoWorkflow
 
 STATUS_STYLES = {
     TaskStatus.PENDING: "yellow",
@@ -21,6 +24,24 @@ STATUS_STYLES = {
     TaskStatus.FAILED: "bold red",
     TaskStatus.CANCELLED: "magenta",
     TaskStatus.EXPIRED: "magenta",
+}
+NODE_STYLES: dict[str, str] = {
+    NodeStatus.PENDING: "dim",
+    NodeStatus.READY: "yellow",
+    NodeStatus.ENQUEUED: "yellow",
+    NodeStatus.RUNNING: "bold cyan",
+    NodeStatus.COMPLETED: "bold green",
+    NodeStatus.FAILED: "bold red",
+    NodeStatus.SKIPPED: "magenta",
+}
+WORKFLOW_STYLES: dict[str, str] = {
+    WorkflowStatus.PENDING: "yellow",
+    WorkflowStatus.RUNNING: "bold cyan",
+    WorkflowStatus.PAUSED: "yellow",
+    WorkflowStatus.COMPLETED: "bold green",
+    WorkflowStatus.FAILED: "bold red",
+    WorkflowStatus.CANCELLED: "magenta",
+    WorkflowStatus.EXPIRED: "magenta",
 }
 MAX_DETAIL = 72
 
@@ -52,12 +73,16 @@ def detail(task: DemoTask) -> str:
         return "waiting for a worker"
     if info.status in (TaskStatus.CLAIMED, TaskStatus.RUNNING):
         return "on a worker"
-    result = info.result
+    return outcome(info.result) or info.failed_reason or ""
+
+
+def outcome(result: TaskResult[Any, TaskError] | None, *, full: bool = False) -> str:
+    """`ok: <value>` or `<error code>: <message>` ("" for no result); bounded unless `full`."""
     if result is not None and result.is_ok():
-        return "ok: " + short(result.ok_value)
+        return "ok: " + (repr(result.ok_value) if full else short(result.ok_value))
     if result is not None and result.err is not None:
         return f"{result.err.error_code}: {result.err.message}"
-    return info.failed_reason or ""
+    return ""
 
 
 def attempt_history(task: DemoTask) -> str:
@@ -72,6 +97,11 @@ def attempt_history(task: DemoTask) -> str:
 
 def status_name(task: DemoTask) -> str:
     return "?" if task.status is None else str(task.status)
+
+
+def screen(tasks: Sequence[DemoTask], workflow: DemoWorkflow) -> Group:
+    """What the live display shows: the tasks' table above the workflow's."""
+    return Group(table(tasks, "Tasks"), Text(""), workflow_table(workflow))
 
 
 def table(tasks: Sequence[DemoTask], title: str) -> Table:
@@ -107,3 +137,103 @@ def plain_line(task: DemoTask, elapsed_s: float) -> str:
 def final_line(task: DemoTask) -> str:
     """The result of one task, as printed after the run."""
     return f"  {task.label:<42} {status_name(task):<9} attempts={task.attempts}  {detail(task)}"
+
+
+# ----------------------------------------------------------------------------- the workflow
+
+
+def stages(workflow: DemoWorkflow) -> list[str]:
+    """The graph by depth, nodes that may run in parallel together: `charge + reserve`."""
+    nodes = workflow.spec.nodes
+    depth: dict[int, int] = {}
+
+    def depth_of(i: int) -> int:  # the graph is acyclic: validated when it was built
+        if i not in depth:
+            depth[i] = 1 + max((depth_of(j) for j in nodes[i].waits_for), default=-1)
+        return depth[i]
+
+    by_depth: dict[int, list[str]] = {}
+    for node in nodes:
+        by_depth.setdefault(depth_of(node.index), []).append(node.node_id)
+    return [" + ".join(ids) for _, ids in sorted(by_depth.items())]
+
+
+def progress(workflow: DemoWorkflow) -> str:
+    """`RUNNING, 1/4 nodes done`."""
+    status = workflow.status or workflow.read_error or "?"
+    return f"{status}, {workflow.done}/{workflow.total} nodes done"
+
+
+def node_label(workflow: DemoWorkflow, node: WorkflowTaskInfo) -> str:
+    """`checkout: ship (ship_order)`."""
+    return f"{workflow.name}: {node.node_id} ({node.name})"
+
+
+def node_detail(workflow: DemoWorkflow, node: WorkflowTaskInfo) -> str:
+    """What a node waits for, or its result."""
+    match node.status:
+        case NodeStatus.PENDING:
+            return "waits for " + ", ".join(workflow.waits_for(node.node_id))
+        case NodeStatus.READY:
+            return "ready: its task is being sent"
+        case NodeStatus.ENQUEUED:
+            return "waiting for a worker"
+        case NodeStatus.RUNNING:
+            return "on a worker"
+        case NodeStatus.SKIPPED:
+            return "skipped: a node it waits for did not complete"
+    return outcome(node.result)
+
+
+def workflow_table(workflow: DemoWorkflow) -> Table:
+    """The live/final table of the workflow: one row per node, its progress in the title."""
+    status = workflow.status or workflow.read_error or "?"
+    title = Text.assemble(
+        f"Workflow {workflow.name}: ",
+        (status, WORKFLOW_STYLES.get(status, "")),
+        f", {workflow.done}/{workflow.total} nodes done",
+    )
+    grid = Table(title=title, title_justify="left", expand=False)
+    grid.add_column("node")
+    grid.add_column("task")
+    grid.add_column("waits for")
+    grid.add_column("status")
+    grid.add_column("result / error", overflow="fold")
+    for node in workflow.nodes:
+        grid.add_row(
+            Text(node.node_id),
+            Text(node.name or ""),
+            Text(", ".join(workflow.waits_for(node.node_id)) or "-"),
+            Text(node.status, style=NODE_STYLES.get(node.status, "")),
+            Text(node_detail(workflow, node)),
+        )
+    return grid
+
+
+def plain_node_line(workflow: DemoWorkflow, node: WorkflowTaskInfo, elapsed_s: float) -> str:
+    """One progress line of a node, for a non-interactive terminal."""
+    return (
+        f"[{elapsed_s:5.1f}s] {node_label(workflow, node):<42} {node.status:<9} "
+        f"{node_detail(workflow, node)}"
+    )
+
+
+def plain_workflow_line(workflow: DemoWorkflow, elapsed_s: float) -> str:
+    """One progress line of the workflow as a whole, for a non-interactive terminal."""
+    return f"[{elapsed_s:5.1f}s] {'workflow ' + workflow.name:<42} {progress(workflow)}"
+
+
+def final_node_line(workflow: DemoWorkflow, node: WorkflowTaskInfo) -> str:
+    """The result of one node, as printed after the run."""
+    label = f"{node.node_id} ({node.name})"
+    return f"  {label:<42} {node.status:<9} {outcome(node.result)}"
+
+
+def workflow_summary(workflow: DemoWorkflow) -> str:
+    """`Workflow checkout: COMPLETED, 4/4 nodes done`."""
+    return f"Workflow {workflow.name}: {progress(workflow)}"
+
+
+def workflow_output(workflow: DemoWorkflow) -> str:
+    """The workflow's output as `get()` returned it, in full."""
+    return f"  output: {outcome(workflow.output, full=True) or 'none yet'}"

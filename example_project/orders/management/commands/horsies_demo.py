@@ -1,8 +1,9 @@
 """`manage.py horsies_demo`: the whole product in one run, from a clean database to the admin.
 
 Migrates, creates an admin user, starts a worker, sends a mix of tasks (success, domain error,
-exception, retry-then-success, delayed, pydantic argument), shows them live until they finish,
-then serves the admin. Whatever happens, the worker and the server are stopped on the way out.
+exception, retry-then-success, delayed, pydantic argument) and starts a checkout workflow (a DAG
+of tasks advanced by the database), shows them live until they finish, then serves the admin.
+Whatever happens, the worker and the server are stopped on the way out.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from horsies_django.management.argtypes import positive_seconds
 from horsies_django.models import Worker, WorkerState
 from orders.demo import display
 from orders.demo.processes import ManagedProcess, manage_py, port_in_use, wait_for_port
-from orders.demo.scenario import DemoTask, SendError, send_all
+from orders.demo.scenario import DemoTask, DemoWorkflow, SendError, send_all, start_checkout
 
 HOST = "127.0.0.1"
 ADMIN_USERNAME = "admin"
@@ -54,7 +55,7 @@ def port_number(value: str) -> int:
 
 
 class Command(BaseCommand):
-    help = "Run the horsies demo: a worker, a mix of tasks shown live, then the admin."
+    help = "Run the horsies demo: a worker, tasks and a workflow shown live, then the admin."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -70,7 +71,7 @@ class Command(BaseCommand):
             type=positive_seconds,
             default=60.0,
             metavar="SECONDS",
-            help="how long the tasks may take to finish (default 60)",
+            help="how long the tasks and the workflow may take to finish (default 60)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -110,25 +111,39 @@ class Command(BaseCommand):
             self.console.print(f"  username: {ADMIN_USERNAME}   password: {password}")
         self._step(3, f"starting a worker with {WORKER_PROCESSES} processes")
         worker = self._start_worker()
-        self._step(4, "sending tasks")
+        self._step(4, "sending tasks and starting the checkout workflow")
         try:
             tasks = send_all(run_key=uuid.uuid4().hex)
+            workflow = start_checkout()
         except SendError as exc:
             raise CommandError(str(exc), returncode=EXIT_SETUP_FAILED) from exc
-        self._step(5, f"waiting for {len(tasks)} tasks (at most {timeout_s:g} s)")
-        finished = self._watch(tasks, worker, timeout_s)
+        self.console.print(
+            f"  workflow {workflow.name} started (id {workflow.handle.workflow_id}): "
+            f"{' -> '.join(display.stages(workflow))}",
+            markup=False,
+        )
+        self._step(
+            5,
+            f"waiting for {len(tasks)} tasks and the {workflow.name} workflow "
+            f"(at most {timeout_s:g} s)",
+        )
+        finished = self._watch(tasks, workflow, worker, timeout_s)
         self._step(6, "results")
-        problems = self._report(tasks)
+        problems = self._report(tasks, workflow)
         if not finished or problems:
             self._show_worker_log(worker)
             reason = (
                 f"did not finish within {timeout_s:g} s" if not finished else "ended unexpectedly"
             )
             raise CommandError(
-                f"{len(problems)} of {len(tasks)} tasks {reason} (see UNEXPECTED above)",
+                f"{len(problems)} of {len(tasks) + 1} ({len(tasks)} tasks, 1 workflow) "
+                f"{reason} (see UNEXPECTED above)",
                 returncode=EXIT_UNEXPECTED,
             )
-        self.console.print(f"All {len(tasks)} tasks ended as expected.", style="bold green")
+        self.console.print(
+            f"All {len(tasks)} tasks and the {workflow.name} workflow ended as expected.",
+            style="bold green",
+        )
         if serve:
             self._serve(port, password, worker)
 
@@ -178,13 +193,20 @@ class Command(BaseCommand):
     def _worker_registered(worker: ManagedProcess) -> bool:
         return Worker.objects.filter(pid=worker.pid, state=WorkerState.RUNNING).exists()
 
-    def _watch(self, tasks: list[DemoTask], worker: ManagedProcess, timeout_s: float) -> bool:
-        """Refresh every task until all are terminal (True) or time runs out (False)."""
+    def _watch(
+        self,
+        tasks: list[DemoTask],
+        workflow: DemoWorkflow,
+        worker: ManagedProcess,
+        timeout_s: float,
+    ) -> bool:
+        """Refresh every task and the workflow until all are terminal (True) or time runs out
+        (False)."""
         started = time.monotonic()
         deadline = started + timeout_s
         live = self.console.is_terminal
         with (
-            Live(display.table(tasks, "Tasks"), console=self.console, auto_refresh=False)
+            Live(display.screen(tasks, workflow), console=self.console, auto_refresh=False)
             if live
             else contextlib.nullcontext()
         ) as screen:
@@ -192,9 +214,11 @@ class Command(BaseCommand):
                 for task in tasks:
                     if not task.finished and task.refresh() and not live:
                         self.console.print(display.plain_line(task, time.monotonic() - started))
+                if not workflow.finished:
+                    self._refresh_workflow(workflow, started, live=live)
                 if screen is not None:
-                    screen.update(display.table(tasks, "Tasks"), refresh=True)
-                if all(task.finished for task in tasks):
+                    screen.update(display.screen(tasks, workflow), refresh=True)
+                if all(task.finished for task in tasks) and workflow.finished:
                     return True
                 if time.monotonic() > deadline or not worker.running():
                     if not worker.running():
@@ -202,18 +226,37 @@ class Command(BaseCommand):
                     return False
                 time.sleep(REFRESH_S)  # refresh interval of the progress display
 
-    def _report(self, tasks: list[DemoTask]) -> list[str]:
-        """Print each task's final state and attempts; return the unexpected ones."""
+    def _refresh_workflow(self, workflow: DemoWorkflow, started: float, *, live: bool) -> None:
+        """Re-read the workflow; without the live display, print what changed."""
+        progressed, nodes = workflow.refresh()
+        if live:
+            return
+        elapsed = time.monotonic() - started
+        for node in nodes:
+            self.console.print(display.plain_node_line(workflow, node, elapsed), markup=False)
+        if progressed:
+            self.console.print(display.plain_workflow_line(workflow, elapsed), markup=False)
+
+    def _report(self, tasks: list[DemoTask], workflow: DemoWorkflow) -> list[str]:
+        """Print each task's final state and attempts, the workflow's nodes and output; return
+        the unexpected ones."""
         if not self.console.is_terminal:
             self.console.print("Final results:")
             for task in tasks:
                 self.console.print(display.final_line(task))
+        self.console.print(display.workflow_summary(workflow), markup=False)
+        if not self.console.is_terminal:
+            for node in workflow.nodes:
+                self.console.print(display.final_node_line(workflow, node), markup=False)
+        self.console.print(display.workflow_output(workflow), markup=False)
         retried = [task for task in tasks if task.attempts > 1]
         if retried:
             self.console.print("Attempt history of retried tasks:")
         for task in retried:
             self.console.print(f"  {task.label}: {display.attempt_history(task)}")
         problems = [f"{task.label}: {task.problem()}" for task in tasks if task.problem()]
+        if workflow.problem():
+            problems.append(f"workflow {workflow.name}: {workflow.problem()}")
         for problem in problems:
             self.console.print(f"  UNEXPECTED {problem}", style="bold red", markup=False)
         return problems
