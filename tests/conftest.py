@@ -237,5 +237,5 @@ def _truncate() -> None:
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE horsies_task_attempt, horsies_task, horsies_worker, horsies_workflow_node, "
-            "horsies_workflow"
+            "horsies_workflow, horsies_schedule"
         )
