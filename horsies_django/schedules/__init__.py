@@ -3,6 +3,7 @@
 See docs/schedules.md.
 """
 
+from horsies_django.schedules import checks  # noqa: F401  (registers the system checks)
 from horsies_django.schedules.declared import Schedule
 from horsies_django.schedules.patterns import Cron, Daily, Every, Hourly, Monthly, Weekly
 
