@@ -1,5 +1,6 @@
-"""Django admin for horsies_django: tasks, attempts, workers, workflows (registered on import)."""
+"""Django admin for horsies_django: tasks, attempts, workers, workflows, schedules
+(registered on import)."""
 
-from horsies_django.admin import attempts, tasks, workers, workflows
+from horsies_django.admin import attempts, schedules, tasks, workers, workflows
 
-__all__ = ["attempts", "tasks", "workers", "workflows"]
+__all__ = ["attempts", "schedules", "tasks", "workers", "workflows"]

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Final
 
 import psycopg
+from django.db import connections as django_connections
 
 from horsies_django.db.connections import Row
 from horsies_django.db.producer_queries import NewTask
@@ -171,3 +172,20 @@ def record_run(
     fired: int,
 ) -> None:
     conn.execute(RECORD_RUN, (next_run_at, last_slot, last_task_id, fired, fired, name))
+
+
+# The admin's toggle: enabling forgets the next run, so the next scheduler starts from its now
+# (slots passed while disabled are not fired).
+SET_ENABLED: Final = """
+UPDATE horsies_schedule
+SET enabled = %s, next_run_at = CASE WHEN %s THEN NULL ELSE next_run_at END, updated_at = now()
+WHERE name = %s AND enabled IS DISTINCT FROM %s
+RETURNING name
+"""
+
+
+def set_enabled(alias: str, name: str, enabled: bool) -> bool:
+    """Enable or disable a schedule (on Django's connection); False if it was so already."""
+    with django_connections[alias].cursor() as cur:
+        cur.execute(SET_ENABLED, (enabled, enabled, name, enabled))
+        return cur.fetchone() is not None
