@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
-from horsies_django.schedules import Every, Schedule
+from horsies_django.schedules import Every, Hourly, Schedule
 from horsies_django.schedules.firing import fire, slot_task_id, write_declared
 from tests.conftest import ROOT, database_url, sql_rows, sql_value, wait_until
 from tests.worker_helpers import StartWorker, configured_workers, write_settings
@@ -233,3 +234,32 @@ def test_workers_with_scheduler_fire_only_from_the_maintenance_leader(
     firing = [w for w in workers if "schedule beat: fired" in w.log()]
     assert len(firing) == 1, [w.log() for w in workers]  # the leader, and only it
     assert all(w.proc.poll() is None for w in workers)
+
+
+def test_a_night_when_clocks_go_back_fires_each_wall_clock_slot_once(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Europe/Berlin, 2026-10-25: 02:00-03:00 happens twice; `hourly :30` fires 02:30 once."""
+    hourly = Schedule(
+        name="hourly",
+        task="tests.noop",
+        pattern=Hourly(minute=30),
+        timezone="Europe/Berlin",
+        catch_up_missed=True,
+    )
+    write_declared(conn, {"hourly": hourly}, datetime(2026, 10, 24, 22, 0, tzinfo=UTC))
+    done = fire(conn, "hourly", datetime(2026, 10, 25, 4, 0, tzinfo=UTC))
+    assert done is not None
+    berlin = ZoneInfo("Europe/Berlin")
+    expected = [  # 00:30 CEST, 01:30 CEST, 02:30 CEST, (not 02:30 CET), 03:30 CET, 04:30 CET
+        datetime(2026, 10, 24, 22, 30, tzinfo=UTC),
+        datetime(2026, 10, 24, 23, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 2, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 3, 30, tzinfo=UTC),
+    ]
+    assert [f"{s.astimezone(berlin):%H:%M}" for s in expected] == [
+        "00:30", "01:30", "02:30", "03:30", "04:30",
+    ]  # fmt: skip
+    assert done.fired == len(expected)
+    assert {t[0] for t in fired_tasks()} == {slot_task_id("hourly", s) for s in expected}
