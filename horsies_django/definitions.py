@@ -25,6 +25,10 @@ MIN_TIMEOUT_MS: Final = 1_000
 # Parameters a workflow's engine fills (never sent): they take any annotation pydantic cannot
 # validate, such as `WorkflowContext | None`.
 ENGINE_FILLED_PARAMS: Final = frozenset({"workflow_ctx", "workflow_meta"})
+# Task names with this prefix are reserved: a row named `django.tasks:shop.tasks.send_receipt`
+# is a function of Django's own `django.tasks` API (enqueued through
+# `horsies_django.backends.HorsiesBackend`), run by its module path (see `django_tasks/`).
+DJANGO_TASK_PREFIX: Final = "django.tasks:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,11 @@ def _check_name(name: object, where: str) -> None:
         raise TaskDefinitionError(
             f"{where}: the task name must be a non-empty string of at most 255 characters, "
             'e.g. @app.task("process_order")'
+        )
+    if name.startswith(DJANGO_TASK_PREFIX):
+        raise TaskDefinitionError(
+            f"{where}: names starting with {DJANGO_TASK_PREFIX!r} are reserved for functions of "
+            "Django's django.tasks API run through HorsiesBackend; choose another name"
         )
 
 

@@ -21,6 +21,8 @@ from horsies_django import codec, sending
 from horsies_django.conf import horsies_settings
 from horsies_django.db import testing_queries, worker_queries
 from horsies_django.db.claim import Claimed
+from horsies_django.definitions import TaskDefinition
+from horsies_django.django_tasks import running as django_tasks
 from horsies_django.execution import Outcome, failure, run_task
 from horsies_django.handles import TaskHandle
 from horsies_django.outcomes import announce_retry, decide
@@ -61,16 +63,7 @@ def lease_s() -> float:
 def run_claimed(alias: str, claimed: Claimed) -> RanTask:
     """Run a task this process claimed and record the outcome like a worker would."""
     definition = table.get(claimed.task_name)
-    outcome = _run_in_savepoint(
-        alias,
-        lambda: run_task(
-            definition,
-            claimed.task_name,
-            claimed.kwargs_json,
-            task_id=claimed.task_id,
-            attempt=claimed.retry_count + 1,
-        ),
-    )
+    outcome = _run_in_savepoint(alias, lambda: _execute(claimed, definition))
     finish = decide(claimed, outcome, os.getpid(), IN_PROCESS_WORKER_ID)
     worker_queries.finish(testing_queries.raw_connection(alias), [finish])
     announce_retry(claimed, outcome, finish)
@@ -80,6 +73,19 @@ def run_claimed(alias: str, claimed: Claimed) -> RanTask:
         task_name=claimed.task_name,
         status=TaskStatus(finish.new_status),
         result=_result(outcome, adapter),
+    )
+
+
+def _execute(claimed: Claimed, definition: TaskDefinition | None) -> Outcome:
+    """The task's code, run here: a `django.tasks` function by its module path, else the
+    registered task of that name (as a worker child chooses)."""
+    attempt = claimed.retry_count + 1
+    if django_tasks.is_django_task(claimed.task_name):
+        return django_tasks.run(
+            claimed.task_name, claimed.kwargs_json, task_id=claimed.task_id, attempt=attempt
+        )
+    return run_task(
+        definition, claimed.task_name, claimed.kwargs_json, task_id=claimed.task_id, attempt=attempt
     )
 
 

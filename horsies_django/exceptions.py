@@ -29,3 +29,9 @@ class WorkflowValidationError(HorsiesError, ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"workflow {workflow!r} has {len(problems)} problem(s):\n{lines}")
+
+
+class TaskFailedError(HorsiesError):
+    """A `django.tasks` task's failure that no exception of its own caused: a timeout, a crash,
+    a function the worker could not import, a cancel or an expiry. `TaskResult.errors` name this
+    class for such a failure; the error's `traceback` is its error code and message."""

@@ -329,6 +329,14 @@ def resolve_error_code(definition: TaskDefinition, exc: BaseException) -> str:
     exc_type = type(exc)
     if exc_type in definition.exception_mapper:
         return definition.exception_mapper[exc_type]
+    return settings_error_code(exc, definition.default_unhandled_error_code)
+
+
+def settings_error_code(exc: BaseException, default: str | None = None) -> str:
+    """The code of HORSIES['EXCEPTION_MAPPER'] for `exc`'s exact class, else `default`, else
+    HORSIES['DEFAULT_UNHANDLED_ERROR_CODE'] (tasks of `django.tasks` have no mapper of their own).
+    """
+    exc_type = type(exc)
     settings = horsies_settings()
     dotted = f"{exc_type.__module__}.{exc_type.__qualname__}"
     mapped = settings.EXCEPTION_MAPPER.get(dotted)
@@ -336,6 +344,6 @@ def resolve_error_code(definition: TaskDefinition, exc: BaseException) -> str:
         mapped = settings.EXCEPTION_MAPPER.get(exc_type.__qualname__)
     if mapped is not None:
         return mapped
-    if definition.default_unhandled_error_code is not None:
-        return definition.default_unhandled_error_code
+    if default is not None:
+        return default
     return settings.DEFAULT_UNHANDLED_ERROR_CODE

@@ -53,6 +53,9 @@ HORSIES = {
     "POLL_INTERVAL_MS": 1_000,
     "RESCUER_INTERVAL_MS": 500,
 }
+# Django's own task API (django.tasks, Django 6.0+) runs on horsies_django: a project that used
+# django-tasks-db switches by naming this backend (tests/test_django_tasks_backend.py).
+TASKS = {"default": {"BACKEND": "horsies_django.backends.HorsiesBackend"}}
 # Worker subprocesses started by tests can be given other HORSIES values through this variable.
 HORSIES.update(json.loads(os.environ.get("HORSIES_TEST_OVERRIDES", "{}")))
 LOGGING = {

@@ -25,6 +25,7 @@ CALLER_MODULES = {
     "testing_queries.py": "run_pending and eager mode",
     "catalogue_queries.py": "the catalogue of registered tasks (migrate, worker start)",
     "workflow_queries.py": "workflows: start, the handle's reads, cancel / pause / resume",
+    "django_tasks_queries.py": "the django.tasks backend: enqueue, a result with its attempts",
     "schedule_queries.py": "periodic schedules: writing the declared ones, firing their slots",
     "connections.py": "connections and session settings",
     "notify.py": "LISTEN connections and channel names",

@@ -44,6 +44,7 @@ def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> Non
     if error is not None:
         conn.send((FAILED, error))
         return
+    from horsies_django.django_tasks import running as django_tasks
     from horsies_django.execution import run_task
     from horsies_django.registered import table as app  # a lookup: no sending, no db
 
@@ -56,11 +57,15 @@ def child_main(conn: Connection, stamp: Any, settings_module: str | None) -> Non
         if job is None:
             return
         number, task_id, task_name, kwargs_json, attempt = job
+        outcome: Outcome
         stamp[STAMP_TIME] = time.time()
         stamp[STAMP_JOB] = number  # written last: the time is valid once the number matches
-        outcome: Outcome = run_task(
-            app.get(task_name), task_name, kwargs_json, task_id=task_id, attempt=attempt
-        )
+        if django_tasks.is_django_task(task_name):  # a function of Django's django.tasks API
+            outcome = django_tasks.run(task_name, kwargs_json, task_id=task_id, attempt=attempt)
+        else:
+            outcome = run_task(
+                app.get(task_name), task_name, kwargs_json, task_id=task_id, attempt=attempt
+            )
         _close_django_connections()
         conn.send(outcome)
 

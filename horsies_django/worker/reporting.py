@@ -15,6 +15,7 @@ from typing import Any, Final
 from horsies_django import signals
 from horsies_django.db.claim import Claimed
 from horsies_django.db.worker_queries import Finish
+from horsies_django.django_tasks.names import is_django_task
 from horsies_django.execution import Outcome, failure
 from horsies_django.outcomes import announce_retry
 from horsies_django.types import AttemptOutcome, OperationalErrorCode, TaskStatus
@@ -27,6 +28,8 @@ CRASH_OUTCOMES: Final = frozenset({AttemptOutcome.CRASHED, AttemptOutcome.TIMED_
 def explain_unresolved(claimed: Claimed, outcome: Outcome) -> Outcome:
     """A resolution error that names the module the sender defined the task in."""
     if outcome.error_code != OperationalErrorCode.WORKER_RESOLUTION_ERROR:
+        return outcome
+    if is_django_task(claimed.task_name):  # not registered by name: the child's message says why
         return outcome
     try:
         module = json.loads(claimed.options_json or "{}").get("module")
