@@ -13,6 +13,7 @@ import json
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from django.contrib import admin, messages
@@ -156,6 +157,8 @@ class ScheduleAdmin(common.ReadOnlyAdmin, _ScheduleAdmin):
             local = obj.next_run_at.astimezone(zoneinfo.ZoneInfo(obj.timezone))
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             local = obj.next_run_at
+        if local.utcoffset() == timedelta(0) and obj.timezone in ("UTC", "Etc/UTC"):
+            return format_html("{} UTC", f"{local:%Y-%m-%d %H:%M:%S}")
         return format_html(
             '{} <span class="hz-quiet">{}</span><br><span class="hz-quiet">{} UTC</span>',
             f"{local:%Y-%m-%d %H:%M:%S}",

@@ -51,3 +51,8 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def status(self) -> str:
+        """ENABLED or DISABLED (shown as a badge, like a task's status)."""
+        return "ENABLED" if self.enabled else "DISABLED"
