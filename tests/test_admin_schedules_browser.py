@@ -17,7 +17,6 @@ import psycopg
 import pytest
 from django.contrib.auth.models import User
 
-from horsies_django.models import Task
 from horsies_django.schedules import Cron, Daily, Every, Schedule
 from horsies_django.schedules.firing import fire, write_declared
 from tests.conftest import database_url
