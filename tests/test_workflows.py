@@ -26,7 +26,15 @@ from horsies_django import (
 from horsies_django.testing import run_pending
 from tests.conftest import sql_rows
 from tests.testapp.tasks import add, flaky
-from tests.testapp.workflow_tasks import ctx_reader, fail_int, fetch, maybe_total, recover, total
+from tests.testapp.workflow_tasks import (
+    ctx_reader,
+    fail_int,
+    fetch,
+    maybe_total,
+    recover,
+    summary_reader,
+    total,
+)
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -330,3 +338,53 @@ def test_a_skipped_dependency_arrives_as_upstream_skipped() -> None:
     run_pending()
     assert statuses(handle) == {"bad": "FAILED", "skipped": "SKIPPED", "fix": "COMPLETED"}
     assert handle.result_for("fix") == TaskResult(ok="recovered from UPSTREAM_SKIPPED")
+
+
+def test_result_for_takes_nodes_without_explicit_ids() -> None:
+    f = fetch.node()(order_id=4)
+    t = total.node()(amount=from_node(f))
+    handle = app.workflow("default ids", tasks=[f, t]).start().ok_value
+    run_pending()
+    assert handle.result_for(f) == handle.result_for("default-ids:0") == TaskResult(ok=40)
+    class_handle = Top.build().start().ok_value
+    run_pending()
+    assert class_handle.result_for(Top.after) == TaskResult(ok=3)
+
+
+def test_an_output_node_skipped_under_a_met_success_policy_is_an_error_not_nothing() -> None:
+    bad = fail_int.node(node_id="bad")(code="X")
+    after = total.node(node_id="after")(amount=from_node(bad))
+    fix = recover.node(allow_failed_deps=True, node_id="fix")(amount=from_node(bad))
+    policy = SuccessPolicy(cases=[SuccessCase(required=[after]), SuccessCase(required=[fix])])
+    spec = app.workflow("o", tasks=[bad, after, fix], output=after, success_policy=policy)
+    handle = spec.start().ok_value
+    run_pending()
+    assert handle.status().ok_value == "COMPLETED"
+    error = handle.get(timeout_ms=5_000).unwrap_err()
+    assert error.error_code == "UPSTREAM_SKIPPED"
+    assert "output node after was skipped" in error.message
+
+
+def test_the_context_summarises_a_listed_subworkflow() -> None:
+    child = SubWorkflowNode(Middle, node_id="child")
+    reader = summary_reader.node(waits_for=[child], workflow_ctx_from=[child], node_id="r")()
+    handle = app.workflow("summaries", tasks=[child, reader], output=reader).start().ok_value
+    run_pending()
+    summary = handle.get(timeout_ms=5_000).ok_value
+    assert summary == {
+        "status": "COMPLETED",
+        "output": 10,
+        "total": 1,
+        "completed": 1,
+        "same_as_result": True,
+    }
+
+
+def test_a_bad_workflow_id_or_timeout_is_refused_not_retried() -> None:
+    refused = app.workflow("bad id", tasks=[add.node()(a=1, b=1)]).start(workflow_id="abc")
+    assert refused.is_err()
+    assert (refused.err_value.code, refused.err_value.retryable) == ("VALIDATION_FAILED", False)
+    assert "is not a UUID" in refused.err_value.message
+    handle = app.workflow("waits", tasks=[add.node()(a=1, b=1)]).start().ok_value
+    for timeout in (-1, float("nan"), "soon", True):
+        assert handle.get(timeout_ms=timeout).unwrap_err().error_code == "INVALID_TIMEOUT"

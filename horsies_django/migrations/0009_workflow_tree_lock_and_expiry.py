@@ -8,6 +8,8 @@ and paused workflows expire.
 - `horsies_wf_stop` ends an open workflow as CANCELLED or EXPIRED (cancel is one use). When it
   stops a child workflow whose parent is still open, the parent's node fails with
   SUBWORKFLOW_FAILED and the parent advances, as when the child fails.
+- The context of a node lists the summaries of its `workflow_ctx_from` subworkflows, and an
+  output node skipped under a met success policy gives an UPSTREAM_SKIPPED result.
 - `horsies_wf_expire_paused` ends workflows paused for longer than a given interval as EXPIRED
   with WORKFLOW_EXPIRED (the maintenance leader calls it; `WORKFLOW_PAUSE_EXPIRES_AFTER_MS`).
 """
@@ -17,6 +19,144 @@ import importlib
 from django.db import migrations, models
 
 FORWARD = r"""
+-- A node's kwargs: as in 0008, and the context now carries `summaries` of the subworkflow
+-- nodes listed in workflow_ctx_from that have ended (WorkflowContext.summary_for).
+CREATE OR REPLACE FUNCTION horsies_wf_task_kwargs(n horsies_workflow_node, wf horsies_workflow)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    kwargs jsonb := n.kwargs;
+    up record;
+    results jsonb := '{}';
+    summaries jsonb := '{}';
+BEGIN
+    FOR up IN
+        SELECT a.key AS param, u.node_id, u.status, u.result
+        FROM jsonb_each_text(n.args_from) AS a
+        JOIN horsies_workflow_node u ON u.workflow_id = n.workflow_id AND u.index = a.value::int
+    LOOP
+        IF up.status IN ('COMPLETED', 'FAILED') THEN
+            kwargs := kwargs || jsonb_build_object(up.param, up.result);
+        ELSIF up.status = 'SKIPPED' THEN
+            kwargs := kwargs || jsonb_build_object(up.param, jsonb_build_object('err',
+                jsonb_build_object('error_code', 'UPSTREAM_SKIPPED',
+                                   'message', format('node %s was skipped', up.node_id),
+                                   'data', NULL, 'exception', NULL)));
+        END IF;
+    END LOOP;
+    IF n.wants_meta THEN
+        kwargs := kwargs || jsonb_build_object('workflow_meta', jsonb_build_object(
+            '__horsies_type__', 'horsies_django.workflows.context:WorkflowMeta',
+            'data', jsonb_build_object('workflow_id', wf.id, 'task_index', n.index,
+                                       'task_name', n.task_name)));
+    END IF;
+    IF n.wants_ctx THEN
+        SELECT coalesce(jsonb_object_agg(u.node_id, u.result), '{}') INTO results
+        FROM horsies_workflow_node u
+        WHERE u.workflow_id = n.workflow_id AND u.index = ANY(n.workflow_ctx_from)
+          AND u.status IN ('COMPLETED', 'FAILED');
+        SELECT coalesce(jsonb_object_agg(u.node_id, jsonb_build_object(
+                   'workflow_id', c.id, 'status', c.status, 'output', c.result,
+                   'total_nodes', c.node_count,
+                   'completed_nodes', (SELECT count(*) FROM horsies_workflow_node x
+                                       WHERE x.workflow_id = c.id AND x.status = 'COMPLETED'),
+                   'failed_nodes', (SELECT count(*) FROM horsies_workflow_node x
+                                    WHERE x.workflow_id = c.id AND x.status = 'FAILED'),
+                   'skipped_nodes', (SELECT count(*) FROM horsies_workflow_node x
+                                     WHERE x.workflow_id = c.id AND x.status = 'SKIPPED'))),
+               '{}') INTO summaries
+        FROM horsies_workflow_node u JOIN horsies_workflow c ON c.id = u.sub_workflow_id
+        WHERE u.workflow_id = n.workflow_id AND u.index = ANY(n.workflow_ctx_from)
+          AND u.kind = 'subworkflow' AND u.status IN ('COMPLETED', 'FAILED');
+        kwargs := kwargs || jsonb_build_object('workflow_ctx', jsonb_build_object(
+            '__horsies_type__', 'horsies_django.workflows.context:WorkflowContext',
+            'data', jsonb_build_object('workflow_id', wf.id, 'task_index', n.index,
+                                       'task_name', n.task_name, 'results', results,
+                                       'summaries', summaries)));
+    END IF;
+    RETURN kwargs;
+END $$;
+
+-- Ending a workflow: as in 0008, but an output node skipped while a success policy was met
+-- gives an UPSTREAM_SKIPPED error as the workflow's result instead of none.
+CREATE OR REPLACE FUNCTION horsies_wf_finish(wf_id uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    wf horsies_workflow;
+    failed horsies_workflow_node;
+    succeeded boolean;
+    outcome jsonb;
+    node_outcome jsonb;
+BEGIN
+    SELECT * INTO wf FROM horsies_workflow WHERE id = wf_id;
+    IF wf.success_policy IS NULL THEN
+        SELECT * INTO failed FROM horsies_workflow_node
+        WHERE workflow_id = wf_id AND status = 'FAILED' ORDER BY index LIMIT 1;
+        succeeded := failed.id IS NULL;
+    ELSE
+        succeeded := EXISTS (
+            SELECT 1 FROM jsonb_array_elements(wf.success_policy -> 'cases') AS c(required)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM jsonb_array_elements_text(c.required) AS r(idx)
+                JOIN horsies_workflow_node u ON u.workflow_id = wf_id AND u.index = r.idx::int
+                WHERE u.status <> 'COMPLETED'));
+        IF NOT succeeded THEN
+            SELECT * INTO failed FROM horsies_workflow_node u
+            WHERE u.workflow_id = wf_id AND u.status = 'FAILED'
+              AND u.index IN (SELECT r.idx::int
+                              FROM jsonb_array_elements(wf.success_policy -> 'cases') AS c(req),
+                                   jsonb_array_elements_text(c.req) AS r(idx))
+            ORDER BY u.index LIMIT 1;
+        END IF;
+    END IF;
+    IF succeeded THEN
+        IF wf.output_index IS NOT NULL THEN
+            SELECT coalesce(u.result, jsonb_build_object('err', jsonb_build_object(
+                       'error_code', 'UPSTREAM_SKIPPED',
+                       'message', format('output node %s was skipped (the success policy was '
+                                         'met without it)', u.node_id),
+                       'data', NULL, 'exception', NULL)))
+            INTO outcome FROM horsies_workflow_node u
+            WHERE u.workflow_id = wf_id AND u.index = wf.output_index;
+        ELSE
+            SELECT jsonb_build_object('ok', coalesce(jsonb_object_agg(u.node_id, u.result), '{}'))
+            INTO outcome FROM horsies_workflow_node u
+            WHERE u.workflow_id = wf_id AND cardinality(u.dependants) = 0;
+        END IF;
+    ELSIF failed.id IS NOT NULL THEN
+        outcome := failed.result;
+    ELSE
+        outcome := jsonb_build_object('err', jsonb_build_object(
+            'error_code', 'WORKFLOW_SUCCESS_CASE_NOT_MET',
+            'message', 'no success case has all its required nodes COMPLETED',
+            'data', NULL, 'exception', NULL));
+    END IF;
+    UPDATE horsies_workflow
+    SET status = CASE WHEN succeeded THEN 'COMPLETED' ELSE 'FAILED' END,
+        result = outcome, finished_at = now(),
+        error_code = CASE WHEN succeeded THEN NULL ELSE outcome -> 'err' ->> 'error_code' END,
+        failed_reason = CASE WHEN succeeded THEN NULL ELSE outcome -> 'err' ->> 'message' END
+    WHERE id = wf_id;
+    PERFORM pg_notify('horsies_workflow_done', wf_id::text);
+    IF wf.parent_workflow_id IS NOT NULL THEN
+        PERFORM 1 FROM horsies_workflow WHERE id = wf.parent_workflow_id FOR UPDATE;
+        node_outcome := CASE WHEN succeeded THEN outcome ELSE jsonb_build_object('err',
+            jsonb_build_object('error_code', 'SUBWORKFLOW_FAILED',
+                               'message', format('subworkflow %s failed: %s', wf.name,
+                                                 outcome -> 'err' ->> 'message'),
+                               'data', outcome -> 'err', 'exception', NULL)) END;
+        UPDATE horsies_workflow_node
+        SET status = CASE WHEN succeeded THEN 'COMPLETED' ELSE 'FAILED' END,
+            result = node_outcome, completed_at = now(),
+            error_code = CASE WHEN succeeded THEN NULL ELSE 'SUBWORKFLOW_FAILED' END
+        WHERE workflow_id = wf.parent_workflow_id AND index = wf.parent_node_index
+          AND status = 'ENQUEUED';
+        IF FOUND THEN
+            PERFORM horsies_wf_node_failed_pause(wf.parent_workflow_id, NOT succeeded);
+            PERFORM horsies_wf_settle(wf.parent_workflow_id, ARRAY[wf.parent_node_index]);
+        END IF;
+    END IF;
+END $$;
+
 CREATE FUNCTION horsies_wf_lock_tree(wf_id uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE

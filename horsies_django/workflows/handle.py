@@ -20,6 +20,7 @@ from horsies_django import codec
 from horsies_django.conf import horsies_settings
 from horsies_django.db import workflow_queries
 from horsies_django.db.workflow_queries import NodeRow, WorkflowRow
+from horsies_django.handles import MAX_WAIT_MS
 from horsies_django.results import WAITERS, poll_interval_s, read_or_error, return_adapter
 from horsies_django.states import WORKFLOW_TERMINAL_STATES, WorkflowStatus
 from horsies_django.types import (
@@ -132,7 +133,7 @@ class WorkflowHandle:
 
     def result_for(self, node: Any) -> TaskResult[Any, TaskError]:
         """One node's result (a node id or a node of the spec), without waiting."""
-        node_id = node if isinstance(node, str) else str(getattr(node, "node_id", node))
+        node_id = node if isinstance(node, str) else str(getattr(node, "resolved_id", node))
         nodes = self.tasks()
         if isinstance(nodes, Err):
             return error_result(OperationalErrorCode.BROKER_ERROR, str(nodes.error))
@@ -188,6 +189,16 @@ class WorkflowHandle:
     def get(self, timeout_ms: int | None = None) -> TaskResult[Any, TaskError]:
         """Wait for the workflow to end; `WORKFLOW_PAUSED` at once if paused, `WAIT_TIMEOUT`
         when `timeout_ms` passes, `BROKER_ERROR` if the database cannot be read."""
+        if timeout_ms is not None and not (
+            isinstance(timeout_ms, int | float)
+            and not isinstance(timeout_ms, bool)
+            and 0 <= timeout_ms <= MAX_WAIT_MS  # False for NaN
+        ):
+            return error_result(
+                RetrievalCode.INVALID_TIMEOUT,
+                f"timeout_ms={timeout_ms!r:.100} is not a wait: pass None to wait until workflow "
+                f"{self.workflow_id} ends, or milliseconds from 0 to {MAX_WAIT_MS:,}",
+            )
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         event = threading.Event()
         WAITERS.add(self.workflow_id, event.set)

@@ -9,6 +9,7 @@ existing workflow's handle and writes nothing.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,11 @@ type WorkflowStartResult = Result[WorkflowHandle, WorkflowStartError]
 def start(spec: WorkflowSpec, workflow_id: str | None = None) -> WorkflowStartResult:
     """Write the workflow and enqueue its roots, in the caller's transaction if it has one."""
     alias = horsies_settings().DATABASE_ALIAS
-    root_id = str(workflow_id) if workflow_id else str(uuid7())
+    try:
+        root_id = str(uuid.UUID(str(workflow_id))) if workflow_id else str(uuid7())
+    except ValueError:
+        message = f"workflow_id={workflow_id!r:.100} is not a UUID: pass a UUID, or None"
+        return Err(WorkflowStartError("VALIDATION_FAILED", message, False, spec.name, None))
     try:
         workflows, nodes = _rows(spec, root_id)
     except (LookupError, ValueError) as exc:

@@ -78,3 +78,22 @@ def recover(*, amount: TaskResult[int, TaskError]) -> TaskResult[str, TaskError]
 def ctx_reader(*, workflow_ctx: WorkflowContext | None = None) -> TaskResult[int, TaskError]:
     assert workflow_ctx is not None
     return TaskResult(ok=workflow_ctx.result_for("fetch").unwrap() + workflow_ctx.task_index)
+
+
+@app.task("tests.wf.summary_reader")
+def summary_reader(
+    *, workflow_ctx: WorkflowContext | None = None
+) -> TaskResult[dict[str, object], TaskError]:
+    """What the context says of the subworkflow node "child"."""
+    assert workflow_ctx is not None
+    summary = workflow_ctx.summary_for("child")
+    output = summary.output.unwrap() if summary.output is not None else None
+    return TaskResult(
+        ok={
+            "status": summary.status,
+            "output": output,
+            "total": summary.total_nodes,
+            "completed": summary.completed_nodes,
+            "same_as_result": workflow_ctx.result_for("child") == summary.output,
+        }
+    )
