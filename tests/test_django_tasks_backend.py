@@ -2,7 +2,7 @@
 django-tasks-db would use it: only `TASKS` names our backend (tests/settings.py).
 
 Everything goes through Django's public API (`task.enqueue()`, `aenqueue()`,
-`TaskResult.refresh()`, `get_result()`, `run_checks()`); the tasks run on real `horsies_worker`
+`TaskResult.refresh()`, `get_result()`, `check_tasks()`); the tasks run on real `horsies_worker`
 processes against the real database. Waits poll `refresh()` with a deadline. Points 6-8 of
 issue 18; docs/django-tasks.md is executed by tests/test_docs.py.
 """
@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import transaction
 from django.tasks import TaskResult, TaskResultStatus, default_task_backend, task_backends
+from django.tasks.checks import check_tasks
 from django.tasks.exceptions import (
     InvalidTask,
     InvalidTaskBackend,
@@ -87,8 +87,9 @@ def finished(result: TaskResult[..., Any], timeout_s: float = 60) -> TaskResult[
     return result
 
 
-def errors_of(messages: list[Any], prefix: str = "horsies_django.E1") -> dict[str, str]:
-    return {m.id: m.msg for m in messages if str(m.id).startswith(prefix)}
+def tasks_checks() -> dict[str, str]:
+    """What django.tasks' own system check (every backend's `check()`) reports, by id."""
+    return {str(m.id): m.msg for m in check_tasks()}
 
 
 # --------------------------------------------------------------------------- the switch
@@ -105,7 +106,7 @@ def test_tasks_setting_selects_the_backend_and_its_features() -> None:
 
 
 def test_django_tasks_system_checks_pass() -> None:
-    assert [m for m in run_checks() if m.is_serious()] == []
+    assert list(check_tasks()) == []
 
 
 def test_checks_report_bad_options_and_queues_and_enqueue_refuses_bad_options() -> None:
@@ -113,7 +114,7 @@ def test_checks_report_bad_options_and_queues_and_enqueue_refuses_bad_options() 
         QUEUES=["default", "nope"], OPTIONS={"TIMEOUT_MS": 5, "RETRIES": 3, "RETRY_POLICY": 1}
     )
     with override_settings(TASKS=bad):
-        found = errors_of(run_checks())
+        found = tasks_checks()
         assert set(found) == {"horsies_django.E102", "horsies_django.E103"}
         assert "TIMEOUT_MS" in found["horsies_django.E102"]
         assert "RETRIES" in found["horsies_django.E102"]
@@ -123,7 +124,7 @@ def test_checks_report_bad_options_and_queues_and_enqueue_refuses_bad_options() 
             add.enqueue(1, 2)
     installed = [a for a in settings.INSTALLED_APPS if a != "horsies_django"]
     with override_settings(INSTALLED_APPS=installed):
-        assert set(errors_of(run_checks())) == {"horsies_django.E101"}
+        assert set(tasks_checks()) == {"horsies_django.E101"}
 
 
 def test_queue_names_are_the_queues_of_horsies() -> None:
@@ -137,7 +138,7 @@ def test_queue_names_are_the_queues_of_horsies() -> None:
     with override_settings(HORSIES=custom, TASKS=tasks_setting(QUEUES=["bulk"])):
         with pytest.raises(InvalidTask, match="'default'"):
             add.using(queue_name="default")  # a queue of HORSIES, not of this backend
-        assert errors_of(run_checks()) == {}
+        assert tasks_checks() == {}
 
 
 def test_a_task_name_of_django_tasks_cannot_be_registered_with_app_task() -> None:
