@@ -23,6 +23,8 @@ DATABASES = {
     }
 }
 HORSIES: dict[str, object] = {}  # every key at its default
+# The horsies_django_tasks adapter drives the same queue through Django's own task API.
+TASKS = {"default": {"BACKEND": "horsies_django.backends.HorsiesBackend"}}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
