@@ -15,7 +15,7 @@ from typing import Any, Final
 import psycopg
 from django.core.management.base import BaseCommand, CommandParser
 
-from horsies_django.conf import horsies_settings
+from horsies_django.conf import HorsiesSettings, horsies_settings
 from horsies_django.db import connections
 from horsies_django.maintenance.scheduler import Scheduler
 from horsies_django.schedules.declared import SettingsScheduleError, declared_schedules
@@ -47,8 +47,16 @@ class Command(BaseCommand):
             logger.info("scheduler: %s received, stopping", signal.Signals(signum).name)
             stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._run(settings, count, stop, once=bool(options["once"]))
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _run(
+        self, settings: HorsiesSettings, count: int, stop: threading.Event, *, once: bool
+    ) -> None:
         scheduler = Scheduler(settings)
         self.stdout.write(f"horsies_scheduler started: {count} schedule(s)")
         self.stdout.flush()
@@ -63,7 +71,7 @@ class Command(BaseCommand):
                 logger.warning("scheduler: database unreachable (%s); retrying", exc)
                 conn = None
                 wait = RECONNECT_DELAY_S
-            if options["once"]:
+            if once:
                 break
             stop.wait(wait)
         if conn is not None:
