@@ -163,18 +163,18 @@ def get_result(result_id: str) -> TaskResult[..., Any]:
     """The task `result_id` as Django's `TaskResult`; `TaskResultDoesNotExist` when there is no
     such `django.tasks` task (a task of `@app.task` is not one)."""
     try:
-        uuid.UUID(str(result_id))
-    except ValueError:
+        task_id = str(uuid.UUID(str(result_id)))  # checked here: a bad uuid would break the
+    except ValueError:  # caller's transaction in the database
         raise TaskResultDoesNotExist(result_id) from None
     alias = horsies_settings().DATABASE_ALIAS
-    row = queries.fetch_django_task(alias, str(result_id))
+    row = queries.fetch_django_task(alias, task_id)
     module_path = None if row is None else module_path_of(row.task_name)
     if row is None or module_path is None:
         raise TaskResultDoesNotExist(result_id)
     status = TaskStatus(row.status)
     ran = row.retry_count > 0 or status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
-    attempts = queries.fetch_attempt_details(alias, str(result_id)) if ran else []
-    return _result(str(result_id), module_path, row, attempts)
+    attempts = queries.fetch_attempt_details(alias, task_id) if ran else []
+    return _result(task_id, module_path, row, attempts)
 
 
 def _result(
