@@ -14,6 +14,7 @@ from django.test import override_settings
 from horsies_django import app
 from horsies_django.schedules import Cron, Every
 from horsies_django.schedules.checks import check_schedules
+from horsies_django.schedules import declared as declared_module
 from horsies_django.schedules.declared import undeclare
 
 
@@ -32,6 +33,12 @@ def one(*entries: dict[str, Any]) -> CheckMessage:
 def entry(**fields: Any) -> dict[str, Any]:
     return {"name": "nightly", "task": "tests.add", "kwargs": {"a": 1, "b": 2},
             "pattern": {"daily": "02:30"}, **fields}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def only_these_schedules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schedules declared in code by other tests' modules (the docs') are not these tests'."""
+    monkeypatch.setattr(declared_module, "_in_code", {})
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIBLING = os.path.join(os.path.dirname(HERE), "horsies_django")
 _spec = importlib.util.spec_from_file_location("horsies_django_adapter", f"{SIBLING}/bench.py")
-assert _spec is not None and _spec.loader is not None
+assert _spec is not None
+assert _spec.loader is not None
 _sibling = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_sibling)  # puts BENCH_LIB and ../horsies_django on sys.path
 

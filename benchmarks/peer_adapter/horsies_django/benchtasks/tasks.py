@@ -6,4 +6,3 @@ from horsies_django import TaskError, TaskResult, app
 @app.task("bench.noop")
 def noop(*, i: int) -> TaskResult[None, TaskError]:
     return TaskResult(ok=None)
-
