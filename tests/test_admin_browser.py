@@ -7,46 +7,18 @@ With HORSIES_UPDATE_SCREENSHOTS=1 it also rewrites the screenshots used by docs/
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 
-from tests.conftest import ROOT, sql_value, wait_until
+from tests.browser import BROWSER_MARKS, SHOTS, chromium_page, log_in
+from tests.conftest import sql_value, wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = (
-    ROOT / "docs" / "img"
-    if os.environ.get("HORSIES_UPDATE_SCREENSHOTS") == "1"
-    else Path(tempfile.mkdtemp(prefix="horsies-screenshots-"))
-)
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.usefixtures("clean_tables"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None,
-        reason="the playwright package is not installed",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -78,27 +50,8 @@ def flaky_failed(start_worker: Callable[..., Any], tmp_path: Path) -> str:
 
 @pytest.fixture
 def page(live_server: Any, flaky_failed: str) -> Iterator[Any]:
-    """A logged-out Chromium page (1280x900, light theme)."""
-    if "django.contrib.staticfiles" not in settings.INSTALLED_APPS:
-        pytest.fail(
-            "tests/settings.py needs 'django.contrib.staticfiles' in INSTALLED_APPS and "
-            "STATIC_URL = 'static/': without them the live server cannot serve the admin"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
-        context.set_default_timeout(20_000)
-        yield context.new_page()
-        browser.close()
-
-
-def log_in(page: Any, base: str, next_path: str) -> None:
-    page.goto(f"{base}/admin/login/?next={next_path}")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "s3cret-pass")
-    page.click("input[type=submit]")
+    with chromium_page() as page:
+        yield page
 
 
 def task_status(task_id: str) -> str | None:

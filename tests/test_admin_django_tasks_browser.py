@@ -8,7 +8,6 @@ a temporary folder.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,18 +15,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from horsies_django.testing import run_pending
-from tests.test_admin_browser import ARGS, CHROMIUM, SHOTS, log_in
+from tests.browser import BROWSER_MARKS, SHOTS, chromium_page, log_in
 from tests.testapp import django_tasks
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.usefixtures("clean_tables"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None,
-        reason="the playwright package is not installed",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -43,14 +34,8 @@ def declined() -> str:
 
 @pytest.fixture
 def page(live_server: Any, declined: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
-        context.set_default_timeout(20_000)
-        yield context.new_page()
-        browser.close()
+    with chromium_page(1400, 900) as page:
+        yield page
 
 
 def test_a_django_tasks_task_is_listed_and_opened_like_ours(

@@ -8,7 +8,6 @@ temporary folder.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,18 +18,10 @@ from django.contrib.auth.models import User
 
 from horsies_django.schedules import Cron, Daily, Every, Schedule
 from horsies_django.schedules.firing import fire, write_declared
+from tests.browser import BROWSER_MARKS, SHOTS, chromium_page, log_in
 from tests.conftest import database_url
-from tests.test_admin_browser import ARGS, CHROMIUM, SHOTS, log_in
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.usefixtures("clean_tables"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None,
-        reason="the playwright package is not installed",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
@@ -54,14 +45,8 @@ def schedules() -> None:
 
 @pytest.fixture
 def page(live_server: Any, schedules: None) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1560, "height": 640}, color_scheme="light")
-        context.set_default_timeout(20_000)
-        yield context.new_page()
-        browser.close()
+    with chromium_page(1560, 640) as page:
+        yield page
 
 
 def test_operator_runs_a_schedule_now_and_opens_its_last_task(live_server: Any, page: Any) -> None:

@@ -7,7 +7,6 @@ docs/admin.md; otherwise the screenshot goes to a temporary folder.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,19 +17,11 @@ from django.utils import timezone
 from horsies_django import app, from_node
 from horsies_django.models import Task, WorkflowNode
 from horsies_django.testing import run_pending
-from tests.test_admin_browser import ARGS, CHROMIUM, SHOTS, log_in
+from tests.browser import BROWSER_MARKS, SHOTS, chromium_page, log_in
 from tests.testapp.tasks import add
 from tests.testapp.workflow_tasks import fail_int, fetch, total
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.usefixtures("clean_tables"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None,
-        reason="the playwright package is not installed",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -58,14 +49,8 @@ def checkout() -> str:
 
 @pytest.fixture
 def page(live_server: Any, checkout: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
-        context.set_default_timeout(20_000)
-        yield context.new_page()
-        browser.close()
+    with chromium_page() as page:
+        yield page
 
 
 def test_operator_opens_a_workflow_and_follows_a_node_to_its_task(

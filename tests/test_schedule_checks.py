@@ -13,8 +13,8 @@ from django.test import override_settings
 
 from horsies_django import app
 from horsies_django.schedules import Cron, Every
-from horsies_django.schedules.checks import check_schedules
 from horsies_django.schedules import declared as declared_module
+from horsies_django.schedules.checks import check_schedules
 from horsies_django.schedules.declared import undeclare
 
 
