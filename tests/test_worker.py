@@ -19,6 +19,7 @@ from django.db import connection, transaction
 
 from horsies_django import ContractCode, OperationalErrorCode, TaskStatus
 from tests.conftest import WorkerProcess, database_url, sql_rows, sql_value, wait_until
+from tests.gates import Gate, update_gate
 from tests.testapp.tasks import (
     Order,
     Point,
@@ -65,44 +66,27 @@ def test_new_task_wakes_an_idle_worker_through_notify(configured: StartWorker) -
     assert claimed_at - sent_at < timedelta(seconds=30)
 
 
-CLAIM_GATE_KEY = 7_313_001  # the advisory lock the test-only gate below waits on
-CLAIM_GATE = f"""
-CREATE FUNCTION test_claim_gate() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock_shared({CLAIM_GATE_KEY});
-    RETURN NULL;
-END $$;
-CREATE TRIGGER test_claim_gate AFTER UPDATE ON horsies_task
-    FOR EACH STATEMENT EXECUTE FUNCTION test_claim_gate();
-"""
-NO_CLAIM_GATE = """
-DROP TRIGGER IF EXISTS test_claim_gate ON horsies_task;
-DROP FUNCTION IF EXISTS test_claim_gate();
-"""
+CLAIM_GATE_KEY = 7_313_001
 
 
 @pytest.fixture
-def claim_gate() -> Iterator[psycopg.Connection[Any]]:
-    """While the returned connection holds CLAIM_GATE_KEY, every UPDATE of horsies_task (a
-    claim among them) stays unanswered after it has picked its rows."""
-    with psycopg.connect(database_url(), autocommit=True) as gate_conn:
-        gate_conn.execute(CLAIM_GATE)
-        try:
-            yield gate_conn
-        finally:
-            gate_conn.execute("SELECT pg_advisory_unlock_all()")
-            gate_conn.execute(NO_CLAIM_GATE)
+def claim_gate() -> Iterator[Gate]:
+    """While closed, every UPDATE of horsies_task (a claim among them) stays unanswered after
+    it has picked its rows."""
+    with update_gate("horsies_task", CLAIM_GATE_KEY) as gate:
+        yield gate
 
 
 def test_a_task_announced_while_a_claim_is_in_flight_is_claimed_without_the_poll(
-    configured: StartWorker, claim_gate: psycopg.Connection[Any]
+    configured: StartWorker, claim_gate: Gate
 ) -> None:
     """The claim in flight picked its rows before the task was committed, so it comes back
     empty; the notification that arrived meanwhile must still bring a claim (polling is 60 s
     away). A reply must not erase a notification it could not have seen."""
     worker = configured(LONG_POLL, "--processes", "1")
-    claim_gate.execute("SELECT pg_advisory_lock(%s)", (CLAIM_GATE_KEY,))
-    claim_gate.execute("NOTIFY horsies_task_new, 'default 0'")  # the worker claims: nothing yet
+    claim_gate.close()
+    # The worker claims (finding nothing yet) and its claim waits at the gate.
+    claim_gate.conn.execute("NOTIFY horsies_task_new, 'default 0'")
     wait_until(
         lambda: (
             sql_value(
@@ -121,7 +105,7 @@ def test_a_task_announced_while_a_claim_is_in_flight_is_claimed_without_the_poll
             lambda: any(n.channel == "horsies_task_new" for n in spy.notifies(timeout=0.5)),
             what="the task's notification to be delivered to listeners",
         )
-    claim_gate.execute("SELECT pg_advisory_unlock(%s)", (CLAIM_GATE_KEY,))
+    claim_gate.open()
     result = handle.get(timeout_ms=30_000)
     assert result.is_ok(), f"{result.err}\n{worker.log()}"
     assert result.ok_value == 5

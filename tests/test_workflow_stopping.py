@@ -21,6 +21,7 @@ from horsies_django.db import maintenance_queries
 from horsies_django.testing import run_pending
 from horsies_django.types import BrokerResult
 from tests.conftest import database_url, sql_rows, sql_value, wait_until
+from tests.gates import Gate, update_gate
 from tests.testapp.tasks import add
 from tests.testapp.workflow_tasks import fetch
 from tests.worker_helpers import StartWorker, configured_workers
@@ -67,35 +68,13 @@ def leaf_task_id() -> str:
 
 
 GATE_KEY = 7_313_002
-GATE = f"""
-CREATE FUNCTION test_advance_gate() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('horsies_test.gate', true) = 'on' THEN
-        PERFORM pg_advisory_xact_lock_shared({GATE_KEY});
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER test_advance_gate AFTER UPDATE ON horsies_workflow_node
-    FOR EACH STATEMENT EXECUTE FUNCTION test_advance_gate();
-"""
-NO_GATE = """
-DROP TRIGGER IF EXISTS test_advance_gate ON horsies_workflow_node;
-DROP FUNCTION IF EXISTS test_advance_gate();
-"""
 
 
 @pytest.fixture
-def advance_gate() -> Iterator[psycopg.Connection[Any]]:
-    """Sessions with `horsies_test.gate = on` wait, at their first node update, while the
-    returned connection holds GATE_KEY."""
-    with psycopg.connect(database_url(), autocommit=True) as gate_conn:
-        gate_conn.execute(NO_GATE)
-        gate_conn.execute(GATE)
-        try:
-            yield gate_conn
-        finally:
-            gate_conn.execute("SELECT pg_advisory_unlock_all()")
-            gate_conn.execute(NO_GATE)
+def advance_gate() -> Iterator[Gate]:
+    """While closed, sessions with `horsies_test.gate = on` wait at their first node update."""
+    with update_gate("horsies_workflow_node", GATE_KEY, marked_sessions_only=True) as gate:
+        yield gate
 
 
 def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -126,14 +105,14 @@ def waiting_backends(query_like: str) -> int:
 
 
 def test_cancelling_a_parent_while_a_child_finishes_does_not_deadlock(
-    advance_gate: psycopg.Connection[Any],
+    advance_gate: Gate,
 ) -> None:
     """The child's last node finishing locks child then parent; cancelling the parent locks
     parent then child. Both lock the tree's root first, so one waits for the other."""
     handle = Top.build().start().ok_value
     task_id = leaf_task_id()
     sql_rows("UPDATE horsies_task SET status = 'RUNNING' WHERE id = %s RETURNING 1", task_id)
-    advance_gate.execute("SELECT pg_advisory_lock(%s)", (GATE_KEY,))
+    advance_gate.close()
 
     def finish_leaf() -> int:
         with psycopg.connect(database_url(), autocommit=True) as conn:
@@ -149,7 +128,7 @@ def test_cancelling_a_parent_while_a_child_finishes_does_not_deadlock(
     wait_until(lambda: waiting_backends("UPDATE horsies_task%") == 1, what="finish at the gate")
     cancelling, cancelled = in_thread(handle.cancel)
     wait_until(lambda: waiting_backends("%horsies_wf_cancel%") == 1, what="cancel waiting")
-    advance_gate.execute("SELECT pg_advisory_unlock(%s)", (GATE_KEY,))
+    advance_gate.open()
     finishing.join()
     cancelling.join()
 
