@@ -44,6 +44,7 @@ from django.db import connection, connections
 
 from horsies_django import app
 from horsies_django.conf import parse
+from horsies_django.schedules.declared import declared_schedules, undeclare
 from tests.conftest import ROOT, WorkerProcess, database_url
 
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -181,6 +182,7 @@ def docs_env(
     _write_modules(directory)
     sys.path.insert(0, str(directory))
     registered_before = set(app.definitions)
+    scheduled_before = set(declared_schedules())
     env = DocsEnvironment(directory, None)
     with django_db_blocker.unblock():
         _truncate()
@@ -197,6 +199,8 @@ def docs_env(
                 del sys.modules[name]
             for task_name in set(app.definitions) - registered_before:
                 app.unregister(task_name)
+            for schedule_name in set(declared_schedules()) - scheduled_before:
+                undeclare(schedule_name)  # their tasks are gone: later checks must not see them
 
 
 def _compile(block: Block) -> CodeType:
