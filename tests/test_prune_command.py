@@ -20,14 +20,19 @@ def execute(query: str, *params: object) -> None:
         conn.execute(query, params)
 
 
-def finished_task(status: str, days_ago: float) -> str:
-    """A task run in-process, then moved to `status` and back-dated (attempts kept)."""
+def finished_task(status: str, days_ago: float, sent_days_ago: float | None = None) -> str:
+    """A task run in-process, then moved to `status` and back-dated (attempts kept): finished
+    `days_ago`, sent a minute before that unless `sent_days_ago` says when."""
     handle = (add.send(a=1, b=1) if status != "FAILED" else boom.send()).ok_value
     run_pending()
     execute(
-        "UPDATE horsies_task SET status = %s, finished_at = now() - make_interval(days => %s) "
+        "UPDATE horsies_task SET status = %s, finished_at = now() - make_interval(days => %s), "
+        "sent_at = coalesce(now() - make_interval(days => %s), "
+        "                   now() - make_interval(days => %s) - interval '1 minute') "
         "WHERE id = %s",
         status,
+        days_ago,
+        sent_days_ago,
         days_ago,
         handle.task_id,
     )
@@ -107,6 +112,32 @@ def test_small_batches_delete_everything_due(history: dict[str, str]) -> None:
     assert "completed  older than 1d: deleted 2 task(s), 2 attempt(s)" in out
     assert "failed     older than 1d: deleted 2 task(s), 2 attempt(s)" in out
     assert remaining() == {history["pending"]}
+
+
+def test_a_task_goes_once_both_its_send_and_its_finish_are_past_the_age(
+    clean_tables: None,
+) -> None:
+    # finished_at comes from the worker's clock, sent_at from the server's: a worker clock
+    # running behind can record a finish before the send. Prune reads the (status, sent_at)
+    # range up to the age, so such a task waits until its send is past the age too.
+    skewed = finished_task("COMPLETED", 8, sent_days_ago=1)
+    finished_task("COMPLETED", 8)
+    assert "would delete 1 task(s), 1 attempt(s)" in prune("--dry-run")
+    assert "completed  older than 7d: deleted 1 task(s), 1 attempt(s)" in prune()
+    assert remaining() == {skewed}
+    execute("UPDATE horsies_task SET sent_at = now() - interval '8 days' WHERE id = %s", skewed)
+    assert "completed  older than 7d: deleted 1 task(s), 1 attempt(s)" in prune()
+    assert remaining() == set()
+
+
+def test_batches_delete_only_their_own_attempts(clean_tables: None) -> None:
+    old = [finished_task("COMPLETED", 8) for _ in range(5)]
+    kept = finished_task("COMPLETED", 2)
+    out = prune("--batch-size", "2")
+    assert "completed  older than 7d: deleted 5 task(s), 5 attempt(s)" in out
+    assert remaining() == {kept}
+    assert not set(old) & remaining()
+    assert sql_value("SELECT count(*) FROM horsies_task_attempt") == 1
 
 
 def test_never_keeps_a_status(history: dict[str, str]) -> None:

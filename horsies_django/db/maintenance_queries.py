@@ -61,11 +61,19 @@ SERVER_NOW: Final = "SELECT now()"
 
 
 def _old_terminal(t: str) -> str:
-    """Rows of %(status)s that finished (or, lacking finished_at, were sent) %(age_s)s ago."""
+    """Rows of %(status)s sent and finished (or, lacking finished_at, sent) %(age_s)s ago.
+
+    A task is sent before it finishes, so the bound on sent_at adds no condition of its own
+    (unless a worker's clock, which stamps finished_at, runs behind the server's, which stamps
+    sent_at: such a task waits until its send is as old). It makes the scan a range of
+    horsies_task_status_idx (status, sent_at) that ends at the age, instead of a pass over every
+    row of the status: on a table holding days of finished tasks, a prune pass reads about
+    what it deletes.
+    """
     return f"""
     {t}.status = %(status)s
-    AND ({t}.finished_at < now() - make_interval(secs => %(age_s)s)
-         OR ({t}.finished_at IS NULL AND {t}.sent_at < now() - make_interval(secs => %(age_s)s)))
+    AND {t}.sent_at < now() - make_interval(secs => %(age_s)s)
+    AND ({t}.finished_at IS NULL OR {t}.finished_at < now() - make_interval(secs => %(age_s)s))
     """
 
 
@@ -77,18 +85,24 @@ WHERE {_old_terminal("t")}
 """
 
 # Delete one batch of old terminal tasks of one status, and their attempts, in one statement.
+# The batch's ids travel as one array: `= ANY(array)` probes the primary key and the unique
+# (task_id, attempt) index, where a join with the batch may be planned as a hash join that
+# reads both whole tables for each batch.
 DELETE_OLD_TASKS: Final = f"""
 WITH doomed AS (
-    SELECT t.id FROM horsies_task t
-    WHERE {_old_terminal("t")}
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
+    SELECT coalesce(array_agg(d.id), '{{}}') AS ids FROM (
+        SELECT t.id FROM horsies_task t
+        WHERE {_old_terminal("t")}
+        LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ) AS d
 ),
 attempts AS (
-    DELETE FROM horsies_task_attempt a USING doomed WHERE a.task_id = doomed.id RETURNING 1
+    DELETE FROM horsies_task_attempt a
+    WHERE a.task_id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
 ),
 tasks AS (
-    DELETE FROM horsies_task t USING doomed WHERE t.id = doomed.id RETURNING 1
+    DELETE FROM horsies_task t WHERE t.id = ANY((SELECT ids FROM doomed)::uuid[]) RETURNING 1
 )
 SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM attempts)
 """
