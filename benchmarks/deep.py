@@ -46,6 +46,7 @@ from benchmarks.deep_drain import (  # noqa: E402
     plan_cache_choice,
 )
 from benchmarks.deep_fill import fill_finished  # noqa: E402
+from benchmarks.deep_prune import STATEMENTS, explain_prune_batch  # noqa: E402
 from benchmarks.deep_stream import TUNED, PhaseConfig, run_phase  # noqa: E402
 from benchmarks.workloads import log  # noqa: E402
 
@@ -196,6 +197,7 @@ def deep_part(
         if r == 0:  # before the next VACUUM: the sample's dead entries still in the claim index
             res["plans"] += _plans(url, f"deep, right after draining {args.sample:,} (no VACUUM)")
     res["drains"] = drains
+    res["prune_batches"] = _prune_batches(url)
     ratios = [
         d["steady_per_s"] / s["steady_per_s"]
         for s, d in zip(drains["shallow"], drains["deep"], strict=True)
@@ -206,6 +208,20 @@ def deep_part(
     }
     log(f"deep / shallow steady rate, per repeat: {', '.join(f'{x:.2f}' for x in ratios)}")
     return res
+
+
+PRUNE_AGES = {"nothing due (31d)": 31 * 86_400.0, "a batch due (7d)": 7 * 86_400.0}
+
+
+def _prune_batches(url: str) -> list[dict[str, Any]]:
+    out = []
+    for label, age in PRUNE_AGES.items():
+        for statement in STATEMENTS:
+            r = explain_prune_batch(url, statement, age, 5_000)
+            log(f"prune batch, {label}, {statement}'s statement: {r['execution_ms']:.1f} ms, "
+                f"{r['buffers']} buffers, {', '.join(r['scans'])}")  # fmt: skip
+            out.append({"due": label, **r})
+    return out
 
 
 STREAM_PHASES = (
@@ -269,6 +285,16 @@ def render(result: dict[str, Any]) -> str:
                 f"| {p['table']} | {p['mode']} | {p['shared_hit'] + p['shared_read']} "
                 f"({p['claim_index_buffers']}) | {p['estimated_cost']:,.0f} | "
                 f"{p['execution_ms']:.2f} | {p['uses_claim_index']} | {p['seq_scan']} |"
+            )
+    if deep:
+        lines += [
+            "\n| one prune batch (5,000), deep table | statement | ms | buffers | scans |",
+            "|---|---|---:|---:|---|",
+        ]
+        for b in deep.get("prune_batches", []):
+            lines.append(
+                f"| {b['due']} | {b['statement']} | {b['execution_ms']:,.1f} | "
+                f"{b['buffers']:,} | {', '.join(b['scans'])} |"
             )
     for fig in result.get("stream", []):
         c, lat = fig["completions_per_s"], fig["claim_latency_ms"]
