@@ -1,0 +1,71 @@
+"""The results of one run as Markdown tables (the JSON file holds everything)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def _top_waits(events: dict[str, float], k: int = 4) -> str:
+    return ", ".join(f"{name} {share:.0%}" for name, share in list(events.items())[:k])
+
+
+def drain_table(drains: list[dict[str, Any]]) -> list[str]:
+    by_hosts: dict[int, list[dict[str, Any]]] = {}
+    for d in drains:
+        by_hosts.setdefault(d["hosts"], []).append(d)
+    base = statistics.median(d["drain_10_90_per_s"] for d in by_hosts[min(by_hosts)])
+    lines = [
+        "| hosts | children | drain 10-90 % (tasks/s) | x 1 host | incl. start-up (tasks/s) "
+        "| PostgreSQL cores | workers cores | machine busy cores | active sessions "
+        "| top wait events of active sessions |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for hosts, runs in sorted(by_hosts.items()):
+        mid = statistics.median(r["drain_10_90_per_s"] for r in runs)
+        incl = statistics.median(r["drain_incl_startup_per_s"] for r in runs)
+        last = runs[len(runs) // 2]
+
+        def med(key: str, rs: list[dict[str, Any]] = runs) -> float:
+            return float(statistics.median(r["cpu"][key] for r in rs))
+
+        lines.append(
+            f"| {hosts} | {hosts * last['processes_per_host']} | {mid:,.0f} | {mid / base:.2f} "
+            f"| {incl:,.0f} | {med('postgres_cores'):.2f} | {med('workers_cores'):.2f} "
+            f"| {med('machine_busy_cores'):.2f} of {last['cpu']['machine_cores']} "
+            f"| {last['mean_active_sessions']:.1f} | {_top_waits(last['wait_events'])} |"
+        )
+    return lines
+
+
+def caps_lines(caps: dict[str, Any]) -> list[str]:
+    limits, maxima = caps["caps"], caps["max_running"]
+    rows = ", ".join(
+        f"{'total' if q == '*' else q} {maxima.get(q, 0)}/{cap}" for q, cap in limits.items()
+    )
+    return [
+        f"caps across {caps['hosts']} hosts ({caps['tasks']} tasks of {caps['task_ms']} ms, "
+        f"POLL_INTERVAL_MS {caps['poll_interval_ms']}): {caps['tasks_per_s']} tasks/s, mean "
+        f"{caps['mean_running_total']} running; "
+        f"max CLAIMED+RUNNING / cap: {rows} in {caps['samples']} samples "
+        f"({caps['samples_at_cluster_cap']} at the cluster cap) -> "
+        + ("never exceeded" if caps["ok"] else f"EXCEEDED {caps['exceeded']}")
+    ]
+
+
+def cutoff_lines(cut: dict[str, Any]) -> list[str]:
+    v = cut["verdict"]
+    return [
+        f"cut-off: {cut['victim']} of {cut['hosts']} hosts cut holding "
+        f"{cut['victim_claims_at_cut']} claims; marked DEAD after "
+        f"{cut['victim_marked_dead_after_s']} s, its claims recovered after "
+        f"{cut['victim_claims_recovered_after_s']} s; link down {cut['link_down_for_s']} s; "
+        f"all {cut['tasks']} done {cut['all_done_after_cut_s']} s after the cut",
+        f"  tasks {v['tasks']}, executions {v['executions']}, lost {v['lost']}, outcome not "
+        f"recorded once {v['outcome_not_recorded_once']}, completed without running "
+        f"{v['completed_without_running']}, late outcome accepted {v['late_outcome_accepted']}",
+        f"  recovered from the cut host {v['recovered_from_cut_host']}, of which ran twice "
+        f"{v['ran_twice_recovered']}; ran twice unexplained {v['ran_twice_unexplained']}; "
+        f"late outcomes discarded (victim's log) {cut['late_outcomes_discarded_logged']}; "
+        f"runs by host {cut['runs_by_host']} -> " + ("OK" if cut["ok"] else "FAILED"),
+    ]
