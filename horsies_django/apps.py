@@ -13,7 +13,12 @@ class HorsiesDjangoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from horsies_django import checks, eager, registry  # noqa: F401  (checks register)
+        from horsies_django import (  # noqa: F401  (checks register)
+            checks,
+            eager,
+            pooler_checks,
+            registry,
+        )
         from horsies_django.exceptions import ConfigurationError
 
         eager.install()

@@ -47,6 +47,10 @@ class HorsiesSettings(BaseModel):
     DEFAULT_UNHANDLED_ERROR_CODE: str = "UNHANDLED_EXCEPTION"
     TASK_MODULES: tuple[str, ...] | None = None
     DATABASE_ALIAS: str = "default"
+    # The alias for connections that need a PostgreSQL session of their own (LISTEN, the
+    # worker's control connection): a direct one when DATABASE_ALIAS goes through a
+    # transaction pooler (docs/operations.md, "PgBouncer"). None: DATABASE_ALIAS.
+    LISTEN_DATABASE_ALIAS: str | None = None
     HEARTBEAT_INTERVAL_MS: Annotated[int, Field(ge=100)] = 5_000
     CLAIM_LEASE_MS: Annotated[int, Field(ge=1_000)] = 60_000
     WORKER_STALE_AFTER_MS: Annotated[int, Field(ge=1_000)] = 30_000
@@ -84,8 +88,23 @@ class HorsiesSettings(BaseModel):
             return (QueueSpec(name=DEFAULT_QUEUE, priority=1),)
         return tuple(sorted(self.CUSTOM_QUEUES, key=lambda q: q.priority))
 
+    @property
+    def listen_alias(self) -> str:
+        """The alias LISTEN and session-bound connections use."""
+        return self.LISTEN_DATABASE_ALIAS or self.DATABASE_ALIAS
+
     def queue(self, name: str) -> QueueSpec | None:
         return next((q for q in self.queues if q.name == name), None)
+
+
+def behind_transaction_pooler(alias: str) -> bool:
+    """Whether database `alias` goes through a transaction pooler such as PgBouncer.
+
+    Django's own marker for it: `DISABLE_SERVER_SIDE_CURSORS` (which Django asks for with
+    transaction pooling). Such an alias gets no server-side prepared statements, no session
+    settings and no LISTEN.
+    """
+    return bool(settings.DATABASES.get(alias, {}).get("DISABLE_SERVER_SIDE_CURSORS", False))
 
 
 def raw_settings() -> dict[str, Any]:

@@ -75,9 +75,9 @@ class _Waiters:
             listener.stop(wait_s=5.0)
 
     def _ensure_listener(self) -> None:
-        listener, alias = self._listener, horsies_settings().DATABASE_ALIAS
+        listener, alias = self._listener, horsies_settings().listen_alias
         if listener is not None and listener.pid == os.getpid() and listener.alias != alias:
-            listener.stop()  # DATABASE_ALIAS changed (override_settings): listen where we read
+            listener.stop()  # the alias changed (override_settings): listen where we read
             listener = None
         if listener is None or listener.pid != os.getpid():
             self._listener = BackgroundListener(

@@ -12,6 +12,8 @@ from typing import Any, Final
 import psycopg
 from django.db import connections
 
+from horsies_django.conf import behind_transaction_pooler
+
 # Worker statements are short and run thousands of times a second: compiling them with JIT
 # (which a large backlog's row estimates can trigger) costs far more than it saves.
 NO_JIT_SESSION: Final = "SELECT set_config('jit', 'off', false)"
@@ -31,7 +33,9 @@ def execute_on_django_connection(
     The hot single send skips Django's cursor wrapper and client-side binding, and with
     `prepare` runs as a server-side prepared statement (`HORSIES["PREPARED_STATEMENTS"]`),
     unless something observes queries: with query logging (DEBUG, `CaptureQueriesContext`) or
-    execute wrappers installed, it goes through Django's cursor like any other query.
+    execute wrappers installed, it goes through Django's cursor like any other query. Behind a
+    transaction pooler nothing is prepared (the next transaction may run on another server
+    connection, which never saw the statement).
     """
     db = connections[alias]
     if db.queries_logged or db.execute_wrappers:
@@ -41,6 +45,7 @@ def execute_on_django_connection(
     db.ensure_connection()
     db.validate_no_broken_transaction()
     conn = db.connection
+    prepare = prepare and not behind_transaction_pooler(alias)
     if prepare and conn.prepare_threshold is None:
         # Django disables preparing by default; allow it for statements asked to prepare
         # explicitly, but never automatically (so nothing else on the connection changes).
@@ -50,11 +55,17 @@ def execute_on_django_connection(
 
 
 def connection_params(alias: str) -> dict[str, Any]:
-    """psycopg connection arguments for the database of `alias` (read on the calling thread)."""
+    """psycopg connection arguments for the database of `alias` (read on the calling thread).
+
+    psycopg prepares a statement run five times on a connection, unless the alias is behind a
+    transaction pooler: then never.
+    """
     params = dict(connections[alias].get_connection_params())
     for key in ("cursor_factory", "context"):
         params.pop(key, None)
-    if params.get("prepare_threshold", 0) is None:
+    if behind_transaction_pooler(alias):
+        params["prepare_threshold"] = None
+    elif params.get("prepare_threshold", 0) is None:
         params.pop("prepare_threshold")
     params.setdefault("application_name", "horsies_worker")
     return params
@@ -69,8 +80,10 @@ def connect_with(params: dict[str, Any], *, autocommit: bool = True) -> psycopg.
     return psycopg.connect(autocommit=autocommit, **params)
 
 
-def connect_worker(params: dict[str, Any]) -> psycopg.Connection[Row]:
-    """An autocommit connection for a worker's own statements (no JIT)."""
+def connect_worker(params: dict[str, Any], *, pooled: bool = False) -> psycopg.Connection[Row]:
+    """An autocommit connection for a worker's own statements (no JIT, unless `pooled`: a
+    session setting would stay on a server connection that other clients then get)."""
     conn = connect_with(params)
-    conn.execute(NO_JIT_SESSION)
+    if not pooled:
+        conn.execute(NO_JIT_SESSION)
     return conn

@@ -27,14 +27,21 @@ def numbered(query: str) -> str:
 
 
 class Outbox:
-    """Sends prepared statements without blocking and hands back their rows as text."""
+    """Sends named statements without blocking and hands back their rows as text.
+
+    The statements are prepared on the server, unless the connection must never prepare
+    (`prepare_threshold` None: a connection through a transaction pooler, where the next
+    statement may reach another server connection): then each is sent with its text.
+    """
 
     def __init__(self, conn: psycopg.Connection[Row], statements: dict[str, str]) -> None:
         self.conn = conn
         self.pgconn = conn.pgconn
-        for name, query in statements.items():
-            result = self.pgconn.prepare(name.encode(), numbered(query).encode())
-            self._check(result)
+        self.texts = {name.encode(): numbered(query).encode() for name, query in statements.items()}
+        self.prepared = prepared = conn.prepare_threshold is not None
+        if prepared:
+            for name, text in self.texts.items():
+                self._check(self.pgconn.prepare(name, text))
         self.pgconn.nonblocking = 1
         self.busy = False
 
@@ -45,7 +52,10 @@ class Outbox:
         """Start one statement; its rows come from `poll()` once the reply has arrived."""
         assert not self.busy, "one statement at a time"
         values = [None if p is None else p.encode() for p in params]
-        self.pgconn.send_query_prepared(name.encode(), values)
+        if self.prepared:
+            self.pgconn.send_query_prepared(name.encode(), values)
+        else:
+            self.pgconn.send_query_params(self.texts[name.encode()], values)
         while self.pgconn.flush():  # only a large batch fills the socket buffer
             select.select([], [self.fileno()], [], 1.0)
         self.busy = True

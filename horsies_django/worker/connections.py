@@ -9,6 +9,10 @@ Three connections, each with one job, so that no statement waits on another's re
 - `listener`: LISTEN for new tasks.
 (Outcomes are recorded on a fourth, the completer's.) Invariant: `main` and `claims` are up
 together or down together; the listener may be down alone, and polling covers for it.
+
+`claims` and the completer's connection use `DATABASE_ALIAS`, which may go through a
+transaction pooler; `main` (a session advisory lock, idle-session fencing) and `listener`
+need a session of their own and use `LISTEN_DATABASE_ALIAS` (by default the same alias).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Final
 
 import psycopg
 
-from horsies_django.conf import HorsiesSettings
+from horsies_django.conf import HorsiesSettings, behind_transaction_pooler
 from horsies_django.db import connections, notify, worker_queries
 from horsies_django.db.notify import open_listener, pending_notifications
 
@@ -37,7 +41,10 @@ class ConnectionKeeper:
     def __init__(self, settings: HorsiesSettings) -> None:
         self.settings = settings
         self.alias = settings.DATABASE_ALIAS
+        self.pooled = behind_transaction_pooler(self.alias)
         self.params: dict[str, Any] = connections.connection_params(self.alias)
+        self.session_alias = settings.listen_alias
+        self.session_params: dict[str, Any] = connections.connection_params(self.session_alias)
         self.main: Connection | None = None
         self.claims: Connection | None = None
         self.listener: Connection | None = None
@@ -50,13 +57,16 @@ class ConnectionKeeper:
 
     def connect(self) -> None:
         """Open `main` and `claims` (raises the database error if either fails)."""
-        main = connections.connect_worker(self.params)
+        main = connections.connect_worker(
+            self.session_params, pooled=behind_transaction_pooler(self.session_alias)
+        )
         try:
             worker_queries.set_idle_session_timeout(main, self.settings.WORKER_STALE_AFTER_MS)
-            claims = connections.connect_worker(self.params)
+            claims = connections.connect_worker(self.params, pooled=self.pooled)
             if self.settings.ASYNC_CLAIM_COMMIT:  # opt-in: a server crash can undo claims
                 worker_queries.commit_asynchronously(main)
-                worker_queries.commit_asynchronously(claims)
+                if not self.pooled:  # a session setting; check W004 says so
+                    worker_queries.commit_asynchronously(claims)
         except BaseException:
             main.close()
             raise
@@ -88,7 +98,7 @@ class ConnectionKeeper:
     def open_listener(self) -> bool:
         """LISTEN for new tasks; False (and polling meanwhile) if it cannot."""
         try:
-            self.listener = open_listener(self.alias, [notify.TASK_NEW_CHANNEL])
+            self.listener = open_listener(self.session_alias, [notify.TASK_NEW_CHANNEL])
         except DB_ERRORS as exc:
             logger.warning("could not LISTEN (%s); polling meanwhile", exc)
             self.listener = None

@@ -52,8 +52,8 @@ class Supervisor:
         self.name = options.worker_name or f"{self.hostname}:{os.getpid()}"
         self.planner = ClaimPlanner(self.settings, options.queues)
         self.keeper = ConnectionKeeper(self.settings)
-        params = self.keeper.params
-        self.completer = Completer(lambda: connections.connect_worker(params))
+        params, pooled = self.keeper.params, self.keeper.pooled
+        self.completer = Completer(lambda: connections.connect_worker(params, pooled=pooled))
         self.heartbeat = Heartbeat(self.settings, self.worker_id, scheduler=options.scheduler)
         self.readiness = Readiness()
         self.stopping = False

@@ -8,7 +8,7 @@ from tests.settings import HORSIES as _BASE
 
 HORSIES = {
     **_BASE,
-    "TASK_MODULES": ["tests.testapp.tasks", "tests.faults.tasks"],  # type: ignore[dict-item]
+    "TASK_MODULES": ["tests.testapp.tasks", "tests.faults.tasks"],
     "CLAIM_LEASE_MS": 2_000,
     "HEARTBEAT_INTERVAL_MS": 300,
     "WORKER_STALE_AFTER_MS": 2_000,
