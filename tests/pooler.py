@@ -2,7 +2,7 @@
 
     python -m tests.pooler -- python -m pytest tests/test_worker.py ...
 
-The command gets HORSIES_TEST_POOLER_URL, the same database through PgBouncer; tests/settings.py
+The command gets HORSIES_POOLER_URL, the same database through PgBouncer; tests/settings.py
 then makes the `default` alias go through it (DISABLE_SERVER_SIDE_CURSORS, as Django asks for
 transaction pooling) and LISTEN use a direct `direct` alias. PgBouncer is Debian's `pgbouncer`
 (`./dev test` installs it); it runs as `postgres` when started by root, as it refuses root.
@@ -28,7 +28,7 @@ import psycopg
 READY_TIMEOUT_S = 30.0
 POOL_SIZE = 40  # server connections per database and user; PostgreSQL allows 200 in all
 MIN_SERVERS = 4  # opened before the command starts, so that transactions go round them
-POOLER_URL_VARIABLE = "HORSIES_TEST_POOLER_URL"
+POOLER_URL_VARIABLE = "HORSIES_POOLER_URL"
 
 
 def find_pgbouncer() -> str:

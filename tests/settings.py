@@ -50,7 +50,7 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Under tests/pooler.py (`./dev test` runs the worker, result and admin tests so): `default`
 # goes through PgBouncer in transaction mode, and LISTEN uses the direct `direct` alias.
-POOLER_URL = os.environ.get("HORSIES_TEST_POOLER_URL")
+POOLER_URL = os.environ.get("HORSIES_POOLER_URL")
 if POOLER_URL:
     DATABASES["direct"] = DATABASES["default"]
     DATABASES["default"] = {
