@@ -28,6 +28,7 @@ class HorsiesQueue:
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self.noop: Any = None
+        self.task: Any = None  # what send_one/send_bulk send: the task of the work in use
 
     def prepare(self) -> None:
         """django.setup() with the benchmark settings and migrate (untimed)."""
@@ -40,7 +41,13 @@ class HorsiesQueue:
         call_command("migrate", verbosity=0, interactive=False)
         from benchmarks.benchtasks.tasks import noop
 
-        self.noop = noop
+        self.noop = self.task = noop
+
+    def use_work(self, work: str) -> None:
+        """Send the task of `work` (benchmarks/work.py) from now on."""
+        from benchmarks.benchtasks import tasks
+
+        self.task = getattr(tasks, work)
 
     def clear(self) -> None:
         from django.db import connection
@@ -50,12 +57,12 @@ class HorsiesQueue:
             cur.execute("TRUNCATE horsies_task_attempt, horsies_task, horsies_worker CASCADE")
 
     def send_one(self, i: int) -> None:
-        result = self.noop.send(i=i)
+        result = self.task.send(i=i)
         if result.is_err():
             raise RuntimeError(f"send failed: {result.err_value}")
 
     def send_bulk(self, items: list[int]) -> None:
-        for result in self.noop.send_many([{"i": i} for i in items]):
+        for result in self.task.send_many([{"i": i} for i in items]):
             if result.is_err():
                 raise RuntimeError(f"send_many failed: {result.err_value}")
 

@@ -7,7 +7,9 @@ Per repeat, for each system (order alternated between repeats): bulk send (send_
 of 1,000), single send, drain of those N tasks (start-up reported apart, CPU of worker and
 PostgreSQL trees), then sequential send→result latency against idle workers. `--big` adds a
 100,000-task backlog drain per system and repeat, with the worker tree's RSS after 10k and 100k
-tasks.
+tasks. `--workloads noop,orm,io,mixed` adds, per repeat and system, a drain of `--work-n` tasks
+doing real work (benchmarks/work.py: one ORM insert, 10 ms of I/O, 95 % 1 ms / 5 % 1 s); the
+default, `noop`, is the run above alone.
 Prints a table (medians over repeats, ratios to the baseline of the same repeat) and writes
 `benchmarks/results/<timestamp>.json`. Use a dedicated PostgreSQL server: its CPU is measured.
 """
@@ -27,9 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import environment, report  # noqa: E402
+from benchmarks import environment, report, work_report  # noqa: E402
 from benchmarks.baseline import RawSqlQueue  # noqa: E402
 from benchmarks.horsies_queue import HorsiesQueue  # noqa: E402
+from benchmarks.work import WORKS  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
     BenchQueue,
     Monitor,
@@ -41,6 +44,7 @@ from benchmarks.workloads import (  # noqa: E402
     send_bulk,
     send_interleaved,
     send_single,
+    work_drain,
 )
 
 BIG_N = 100_000
@@ -61,12 +65,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--big", action="store_true", help=f"add a {BIG_N:,}-task backlog drain per repeat"
     )
     parser.add_argument("--only", choices=["horsies_django", "raw_sql"], help="one system only")
+    parser.add_argument(
+        "--workloads",
+        default="noop",
+        help=f"comma-separated, of {', '.join(WORKS)} (noop: the sends, drain and latency "
+        "above; the others: a drain of --work-n tasks doing that work; see benchmarks/work.py)",
+    )
+    parser.add_argument("--work-n", type=int, default=4_000, help="tasks per work drain (4000)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.repeats, args.latency_samples = 1000, 1, 50
     if args.n < 1 or args.repeats < 1 or args.processes < 1:
         parser.error("--n, --repeats and --processes must be at least 1")
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not args.workloads or set(args.workloads) - set(WORKS):
+        parser.error(f"--workloads takes a comma-separated list of {', '.join(WORKS)}")
     return args
 
 
@@ -110,17 +124,25 @@ def main(argv: list[str] | None = None) -> int:
     source = environment.source_fingerprint(REPO_ROOT)
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     big: dict[str, list[dict[str, Any]]] = {}
+    works = [w for w in args.workloads if w != "noop"]
+    work_runs: dict[str, dict[str, list[dict[str, Any]]]] = {w: {} for w in works}
     try:
         for q in systems:
             q.prepare()
         for r in range(args.repeats):
             order = systems if r % 2 == 0 else list(reversed(systems))
-            for q in order:
+            for q in order if "noop" in args.workloads else []:
                 log(f"== repeat {r + 1}/{args.repeats}: {q.name} (worker logs in {log_dir})")
                 runs[q.name].append(one_repeat(q, mon, p))
                 q.clear()
-            for name, rate in send_interleaved(order, mon, p).items():
-                runs[name][-1]["send_interleaved_per_s"] = rate
+            if "noop" in args.workloads:
+                for name, rate in send_interleaved(order, mon, p).items():
+                    runs[name][-1]["send_interleaved_per_s"] = rate
+            for work in works:
+                for q in order:
+                    log(f"== repeat {r + 1}/{args.repeats}: {q.name}, {work} work")
+                    res = work_drain(q, mon, p, work, args.work_n)
+                    work_runs[work].setdefault(q.name, []).append(res)
             for q in order if args.big else []:
                 big.setdefault(q.name, []).append(big_drain(q, mon, p))
     finally:
@@ -128,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             q.close()
         pg_settings = environment.postgres_settings(mon.conn)
         mon.close()
-    summary = report.summarise(runs, big)
+    noop = "noop" in args.workloads
+    summary = report.summarise(runs, big) if noop else {}
+    work_summary = work_report.summarise(work_runs)
     result: dict[str, Any] = {
         "timestamp_utc": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)),
         "duration_s": time.time() - started,
@@ -140,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "big": big,
         "summary": summary,
+        "work_runs": work_runs,
+        "work_summary": work_summary,
     }
     m, pg = result["machine"], result["postgres"]
     print(
@@ -148,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         f"(fsync={pg['fsync']}, shared_buffers={pg['shared_buffers']}); horsies_django "
         f"{source['git_commit']} sources {source['sources_sha1']}"
     )
-    print(report.render(summary, args))
+    if noop:
+        print(report.render(summary, args))
+    if works:
+        print(work_report.render(work_summary, args.work_n, args.repeats, args.processes))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{result['timestamp_utc']}.json"
     path.write_text(json.dumps(result, indent=1, default=str))

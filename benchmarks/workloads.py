@@ -16,6 +16,7 @@ import psutil
 import psycopg
 
 from benchmarks.measure import WorkerGroup, percentile, tree_cpu_seconds, tree_rss_bytes
+from benchmarks.work import COUNT_ITEMS, ITEM_TABLE, ceiling_per_s
 
 MB = 1024 * 1024
 
@@ -32,6 +33,7 @@ class BenchQueue(Protocol):
     def send_one(self, i: int) -> None: ...
     def send_bulk(self, items: list[int]) -> None: ...
     def send_and_wait(self, i: int, timeout_s: float) -> None: ...
+    def use_work(self, work: str) -> None: ...
     def worker_group(self, processes: int, log_path: Path) -> WorkerGroup: ...
     def close(self) -> None: ...
 
@@ -238,6 +240,26 @@ def _check_drain(
     if time.perf_counter() - t0 > p.drain_timeout_s:
         raise RuntimeError(f"{q.name} drain timeout: {done}/{n} after {p.drain_timeout_s:.0f}s")
     workers.check_alive()
+
+
+def work_drain(q: BenchQueue, mon: Monitor, p: Params, work: str, n: int) -> dict[str, Any]:
+    """A backlog of n tasks doing `work` (benchmarks/work.py, enqueued untimed), drained.
+
+    The `orm` work is checked afterwards: one item row per task."""
+    q.use_work(work)
+    try:
+        mon.conn.execute(f"TRUNCATE {ITEM_TABLE}".encode())
+        enqueue_backlog(q, n)
+        res = drain(q, mon, p, n, f"work-{work}")
+        if work == "orm" and (items := mon.count(COUNT_ITEMS)) != n:
+            raise RuntimeError(f"{q.name} orm drain: {items} item rows for {n} tasks")
+        ceiling = ceiling_per_s(work, n, p.processes)
+        res["ceiling_per_s"] = ceiling
+        res["share_of_ceiling"] = res["drain_per_s"] / ceiling if ceiling else None
+    finally:
+        q.use_work("noop")
+        q.clear()
+    return res
 
 
 # --------------------------------------------------------------------------- latency
