@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import WorkerGroup
+from benchmarks.startup import trace_path
 
 SETTINGS = "benchmarks.benchproject.settings"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +80,11 @@ class HorsiesQueue:
             sys.executable, "-m", "django", "horsies_worker",
             "--settings", SETTINGS, f"--processes={processes}", "--verbosity=0",
         ]  # fmt: skip
-        env = {"DATABASE_URL": self.database_url, "PYTHONPATH": str(REPO_ROOT)}
+        env = {
+            "DATABASE_URL": self.database_url,
+            "PYTHONPATH": str(REPO_ROOT),
+            "HORSIES_WORKER_STARTUP_TRACE": str(trace_path(log_path)),  # see benchmarks.startup
+        }
         return WorkerGroup([argv], env, REPO_ROOT, log_path)
 
     def close(self) -> None:

@@ -29,9 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import environment, report, work_report  # noqa: E402
+from benchmarks import environment, report, startup, work_report  # noqa: E402
 from benchmarks.baseline import RawSqlQueue  # noqa: E402
-from benchmarks.horsies_queue import HorsiesQueue  # noqa: E402
+from benchmarks.horsies_queue import SETTINGS, HorsiesQueue  # noqa: E402
 from benchmarks.work import WORKS  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
     BenchQueue,
@@ -94,6 +94,17 @@ def one_repeat(q: BenchQueue, mon: Monitor, p: Params) -> dict[str, Any]:
     return res
 
 
+def startup_of_drain(q: BenchQueue, p: Params, url: str) -> dict[str, Any]:
+    """horsies_django's start-up steps in the drain just run, and the set-up probe's split."""
+    if q.name != HorsiesQueue.name:
+        return {}
+    env = {"DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT), "DJANGO_SETTINGS_MODULE": SETTINGS}
+    return {
+        "startup": startup.read_trace(p.log_dir / f"{q.name}.drain.log") or {},
+        "setup_probe": startup.probe_setup(env, REPO_ROOT),
+    }
+
+
 def big_drain(q: BenchQueue, mon: Monitor, p: Params) -> dict[str, Any]:
     log(f"{q.name}: enqueueing a {BIG_N:,}-task backlog (untimed)")
     enqueue_backlog(q, BIG_N)
@@ -134,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             for q in order if "noop" in args.workloads else []:
                 log(f"== repeat {r + 1}/{args.repeats}: {q.name} (worker logs in {log_dir})")
                 runs[q.name].append(one_repeat(q, mon, p))
+                runs[q.name][-1].update(startup_of_drain(q, p, url))
                 q.clear()
             if "noop" in args.workloads:
                 for name, rate in send_interleaved(order, mon, p).items():
@@ -152,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         mon.close()
     noop = "noop" in args.workloads
     summary = report.summarise(runs, big) if noop else {}
+    if noop:
+        summary["startup"] = startup.summarise(runs)
     work_summary = work_report.summarise(work_runs)
     result: dict[str, Any] = {
         "timestamp_utc": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)),
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if noop:
         print(report.render(summary, args))
+        print("\n" + startup.render(summary["startup"]))
     if works:
         print(work_report.render(work_summary, args.work_n, args.repeats, args.processes))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,8 @@ def wait_until(
 
 
 def pool_children(worker_pid: int) -> list[Any]:
-    """The pool children of a worker parent: the processes its fork server forked."""
+    """The pool children of a worker parent: the processes its fork server forked (the worker's
+    only grandchildren; the fork server may be a fork of the worker, with its command line)."""
     import psutil
 
     def alive(process: psutil.Process) -> bool:
@@ -99,14 +100,8 @@ def pool_children(worker_pid: int) -> list[Any]:
         except psutil.NoSuchProcess:
             return False
 
-    def is_server(process: psutil.Process) -> bool:
-        try:
-            return alive(process) and "forkserver" in " ".join(process.cmdline())
-        except psutil.NoSuchProcess:
-            return False
-
     children: list[Any] = []
-    for server in filter(is_server, psutil.Process(worker_pid).children()):
+    for server in filter(alive, psutil.Process(worker_pid).children()):
         with contextlib.suppress(psutil.NoSuchProcess):
             children += filter(alive, server.children())
     return children

@@ -42,8 +42,9 @@ def add(*, a: int, b: int) -> TaskResult[int, TaskError]:
 
 SEND = "from shop.tasks import add; print(add.send(a=2, b=3).ok_value.task_id)"
 
-# A manage.py that takes a single-instance lock when imported: the worker's children import
-# the main script again, so each of them dies before it is ready.
+# A manage.py that takes a single-instance lock when imported: the children of a fork server
+# started as a fresh interpreter (`--fork-server spawn`) import the main script again, so each
+# of them dies before it is ready (a forked fork server has it imported already).
 LOCKING_MANAGE_PY_HEAD = """
 import fcntl
 import pathlib
@@ -52,8 +53,8 @@ _LOCK = open(pathlib.Path(__file__).with_name("manage.lock"), "w")
 fcntl.flock(_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
 """
 
-# Settings that load only where the command line is manage.py's: the fork server (`python -c`)
-# cannot set Django up.
+# Settings that load only where the command line is manage.py's: a fork server started as a fresh
+# interpreter (`python -c`, `--fork-server spawn`) cannot set Django up.
 PARENT_ONLY_SETTINGS = """
 import sys
 
@@ -178,7 +179,7 @@ def test_children_that_cannot_set_up_django_stop_the_worker_with_the_error(
 ) -> None:
     with (project.root / "mysite" / "settings.py").open("a") as fh:
         fh.write(PARENT_ONLY_SETTINGS)
-    worker, code, log = _run_to_exit(project, "absolute manage.py from /")
+    worker, code, log = _run_to_exit(project, "absolute manage.py from /", "--fork-server", "spawn")
     assert code == EXIT_CHILDREN_FAILED, log
     assert "cannot set up Django" in log
     assert "RuntimeError: these settings refuse to load outside manage.py" in log
@@ -195,7 +196,9 @@ def test_children_dying_before_ready_stop_the_worker_instead_of_looping(
     body = project.manage_py.read_text()
     head, _, rest = body.partition("import os\n")
     project.manage_py.write_text(head + LOCKING_MANAGE_PY_HEAD + "import os\n" + rest)
-    worker, code, log = _run_to_exit(project, "manage.py from the folder above")
+    worker, code, log = _run_to_exit(
+        project, "manage.py from the folder above", "--fork-server", "spawn"
+    )
     assert code == EXIT_CHILDREN_FAILED, log
     deaths = re.findall(r"child (\d+) died before it was ready", log)
     assert 3 <= len(deaths) <= 3 + 1, log  # three in a row stop it; the other child may die too
@@ -208,10 +211,11 @@ def test_children_dying_before_ready_stop_the_worker_instead_of_looping(
     assert "died before they were ready" in _status_json_reason(project, worker.pid)
 
 
-def _run_to_exit(project: Project, how: str) -> tuple[WorkerProcess, int, str]:
-    """Start the worker as `how` says and wait for it to stop by itself: its exit code, log."""
+def _run_to_exit(project: Project, how: str, *extra: str) -> tuple[WorkerProcess, int, str]:
+    """Start the worker as `how` says (plus `extra` arguments) and wait for it to stop by itself:
+    its exit code, log."""
     argv, cwd, env = launches(project)[how]
-    worker = start(project, argv, cwd, env)
+    worker = start(project, [*argv, *extra], cwd, env)
     try:
         code = worker.proc.wait(timeout=60)
     finally:

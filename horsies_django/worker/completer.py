@@ -48,6 +48,7 @@ class Completer:
         self._isolate = 0  # after a statement error: items to send one at a time
         self._next_connect = 0.0
         self._backoff = MIN_BACKOFF_S
+        self.finished = 0  # outcomes recorded so far
 
     # -------------------------------------------------------------- called by the supervisor
 
@@ -78,6 +79,11 @@ class Completer:
         if self._outbox is None and (self._finishes or self._releases or self._in_flight):
             return self._next_connect
         return None
+
+    def connect(self) -> None:
+        """Open the connection now rather than at the first outcome (a failure is retried then)."""
+        if self._outbox is None:
+            self._open()
 
     def flush(self) -> None:
         """Send the next batch if nothing is in flight."""
@@ -154,7 +160,9 @@ class Completer:
 
     def _recorded(self, ids: set[str]) -> None:
         for item in self._in_flight:
-            if isinstance(item, Finish) and item.task_id not in ids:
+            if isinstance(item, Finish) and item.task_id in ids:
+                self.finished += 1
+            elif isinstance(item, Finish):
                 logger.warning(
                     "discarded the late outcome of task %s (claim %s): another claim owns it now",
                     item.task_id,

@@ -10,7 +10,6 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,14 +20,14 @@ from typing import Any
 import psutil
 
 from horsies_django.db.claim import Claimed
-from horsies_django.worker import inheritance
-from horsies_django.worker.child import PRELOAD, STAMP_JOB, STAMP_TIME, child_main
+from horsies_django.worker import fork_server, inheritance
+from horsies_django.worker.child import STAMP_JOB, STAMP_TIME, child_main
 
 logger = logging.getLogger("horsies_django.worker")
 
-# Children are forked by a fork server that set Django up once (see `preload`): a child is
-# ready in milliseconds instead of importing the project again, and shares nothing with the
-# parent (no connection, no thread, no state). It imports with the parent's import path.
+# Children are forked by a fork server that has Django set up (see `fork_server`, `preload`): a
+# child is ready in milliseconds instead of importing the project again, and shares nothing
+# with the parent (no connection, no thread). It imports with the parent's import path.
 _ctx = multiprocessing.get_context("forkserver")
 
 
@@ -92,9 +91,7 @@ class Pool:
     def __init__(self, size: int, settings_module: str | None) -> None:
         self.size = size
         self.settings_module = settings_module
-        if settings_module:  # the fork server inherits the environment when it starts
-            os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
-        _ctx.set_forkserver_preload([PRELOAD])
+        fork_server.prepare(settings_module)  # unless `fork_server.start` ran already
         self.numbers = itertools.count(1)
         self.slots: list[Slot] = [self._start(i) for i in range(size)]
 
@@ -107,7 +104,7 @@ class Pool:
             name=f"horsies-child-{index}",
             daemon=True,
         )
-        with inheritance.handed_over():  # in case this start launches the fork server
+        with inheritance.handed_over():  # in case this start launches (again) the fork server
             process.start()
         child_conn.close()
         death = Sentinel(process.sentinel)

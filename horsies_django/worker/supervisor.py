@@ -14,8 +14,10 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Final
 
@@ -34,6 +36,7 @@ from horsies_django.worker.pool import Pool
 from horsies_django.worker.producer import Producer
 from horsies_django.worker.readiness import Readiness
 from horsies_django.worker.recorder import OutcomeRecorder
+from horsies_django.worker.startup import Timeline
 
 logger = logging.getLogger("horsies_django.worker")
 
@@ -44,8 +47,14 @@ EXIT_CHILDREN_FAILED: Final = 3  # the exit status when the pool's children cann
 class Supervisor:
     """Runs a worker until it is told to stop; `run()` returns the exit code."""
 
-    def __init__(self, options: WorkerOptions, settings: HorsiesSettings | None = None) -> None:
+    def __init__(
+        self,
+        options: WorkerOptions,
+        settings: HorsiesSettings | None = None,
+        timeline: Timeline | None = None,
+    ) -> None:
         self.options = options
+        self.timeline = timeline or Timeline()
         self.settings = settings or horsies_settings()
         self.worker_id: uuid.UUID = uuid7()
         self.hostname = socket.gethostname()
@@ -69,10 +78,19 @@ class Supervisor:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def run(self) -> int:
+    def run(self, publish: Callable[[], None] | None = None) -> int:
+        """Run until stopped. `publish` (the command's catalogue refresh) runs on a thread of
+        its own while this one connects."""
         self._install_signal_handlers()
-        self._connect_or_die()
+        # The children start first: they get ready while the parent connects.
         self.pool = Pool(self.options.processes, self.options.settings_module)
+        self.timeline.mark("children_started")
+        try:
+            self._connect_or_die(publish)
+        except BaseException:
+            self.pool.kill_all()
+            raise
+        self.timeline.mark("connected")
         self.recorder = OutcomeRecorder(
             self.completer, self.worker_id, lambda seconds: self.producer.due_in(seconds)
         )
@@ -103,19 +121,28 @@ class Supervisor:
             self._shutdown()
         return self.exit_code
 
-    def _connect_or_die(self) -> None:
-        self.keeper.connect()
-        assert self.keeper.main is not None
-        worker_queries.register_worker(
-            self.keeper.main,
-            worker_id=self.worker_id,
-            name=self.name,
-            hostname=self.hostname,
-            pid=os.getpid(),
-            processes=self.options.processes,
-            queues=self.planner.queue_names,
-        )
-        self.keeper.open_listener()
+    def _connect_or_die(self, publish: Callable[[], None] | None) -> None:
+        """Open the connections and register; the LISTEN and outcome connections (and
+        `publish`) on threads of their own meanwhile, so that no connect waits for another."""
+        jobs = [self.keeper.open_listener, self.completer.connect, *([publish] if publish else [])]
+        threads = [threading.Thread(target=job, name="horsies-start-up") for job in jobs]
+        for thread in threads:
+            thread.start()
+        try:
+            self.keeper.connect()
+            assert self.keeper.main is not None
+            worker_queries.register_worker(
+                self.keeper.main,
+                worker_id=self.worker_id,
+                name=self.name,
+                hostname=self.hostname,
+                pid=os.getpid(),
+                processes=self.options.processes,
+                queues=self.planner.queue_names,
+            )
+        finally:
+            for thread in threads:
+                thread.join()
 
     def _shutdown(self) -> None:
         self.producer.stop()
@@ -202,6 +229,20 @@ class Supervisor:
         timeout = max(0.0, self._next_wake() - time.monotonic())
         for obj in self.readiness.wait(self._wait_objects(), timeout):
             self._handle_ready(obj)
+        if not self.timeline.complete:
+            self._note_startup()
+
+    def _note_startup(self) -> None:
+        """Stamp the start-up steps reached (until the first outcome is recorded)."""
+        ready = sum(1 for slot in self.pool.slots if slot.ready)
+        if ready:
+            self.timeline.mark("first_child_ready")
+        if ready == len(self.pool.slots):
+            self.timeline.mark("children_ready")
+        if self.producer.held or self.pool.busy_slots():
+            self.timeline.mark("first_claim")
+        if self.completer.finished:
+            self.timeline.mark("first_completion")
 
     def _wait_objects(self) -> list[Any]:
         sockets = (self.keeper.listener, self.completer.waitable(), self.producer.waitable())

@@ -16,7 +16,9 @@ from horsies_django.conf import horsies_settings
 from horsies_django.exceptions import ConfigurationError
 from horsies_django.management.argtypes import int_between, non_negative_int, positive_seconds
 from horsies_django.registry import app
+from horsies_django.worker import fork_server
 from horsies_django.worker.options import WorkerOptions
+from horsies_django.worker.startup import Timeline
 from horsies_django.worker.supervisor import Supervisor
 
 logger = logging.getLogger("horsies_django.worker")
@@ -49,6 +51,11 @@ def worker_name(value: str) -> str:
 
 class Command(BaseCommand):
     help = "Run a horsies worker: claim tasks and run them in a pool of child processes."
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeline = Timeline()
+        self.timeline.mark("django_ready")  # Django loads commands once it is set up
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -101,8 +108,22 @@ class Command(BaseCommand):
             help="on SIGTERM/SIGINT, how long running tasks may finish before being killed "
             "(default 30)",
         )
+        parser.add_argument(
+            "--fork-server",
+            choices=fork_server.HOW_CHOICES,
+            default="fork",
+            help="how the children's fork server starts: fork (default) forks this process, "
+            "Django already set up; spawn starts a fresh interpreter that sets Django up again",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        timeline = self.timeline
+        timeline.mark("checks_done")
+        # First, while this process holds no connection and runs no other thread.
+        timeline.fork_server = fork_server.start(
+            os.environ.get("DJANGO_SETTINGS_MODULE"), options["fork_server"]
+        )
+        timeline.mark("fork_server")
         logs.configure(int(options["verbosity"]), options["log_format"])
         try:
             settings = horsies_settings()
@@ -118,12 +139,12 @@ class Command(BaseCommand):
                     scheduler=options["scheduler"],
                 ),
                 settings,
+                timeline,
             )
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
         _log_registered_tasks()
-        _refresh_catalogue(settings.DATABASE_ALIAS)
-        code = worker.run()
+        code = worker.run(publish=lambda: _refresh_catalogue(settings.DATABASE_ALIAS))
         if code:
             raise SystemExit(code)
 

@@ -1,0 +1,64 @@
+"""The worker's start-up: its one-line summary, the trace file, and both ways to start the fork
+server. Each test runs the real command in a subprocess against the real database."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from horsies_django.worker.startup import STEPS, TRACE_ENV
+from tests.conftest import WorkerProcess, wait_until
+from tests.testapp.tasks import add
+
+pytestmark = pytest.mark.usefixtures("clean_tables")
+
+READY_LINE = re.compile(
+    r"worker ready in (\d+) ms \(python and django\.setup (\d+) ms, system checks (\d+) ms, "
+    r".*fork server (\d+) ms.*children started (\d+) ms.*connections (\d+) ms.*"
+    r"; fork server by (fork|spawn)\)"
+)
+FIRST_LINE = re.compile(
+    r"first task claimed (\d+) ms and completed (\d+) ms after the worker process started"
+)
+
+
+@pytest.mark.parametrize("how", ["fork", "spawn"])
+def test_the_worker_logs_and_writes_its_start_up_steps(
+    start_worker: Callable[..., WorkerProcess], tmp_path: Path, how: str
+) -> None:
+    trace = tmp_path / "startup.json"
+    worker = start_worker("--fork-server", how, env={TRACE_ENV: str(trace)})
+    assert add.send(a=2, b=3).ok_value.get(timeout_ms=30_000).ok_value == 5
+    wait_until(lambda: FIRST_LINE.search(worker.log()), what="the first-task line")
+
+    ready = READY_LINE.search(worker.log())
+    assert ready is not None, worker.log()
+    total, *parts, started_by = ready.groups()
+    assert started_by == how
+    assert sum(int(p) for p in parts) <= int(total)
+    first = FIRST_LINE.search(worker.log())
+    assert first is not None
+    assert int(total) <= int(first[1]) <= int(first[2])
+
+    written = json.loads(trace.read_text())
+    assert written["pid"] == worker.pid
+    assert written["fork_server"] == how
+    since_start = written["since_start_ms"]
+    assert set(since_start) == set(STEPS)
+    in_order = [
+        "django_ready",
+        "checks_done",
+        "fork_server",
+        "children_started",
+        "connected",
+        "children_ready",
+        "first_claim",
+        "first_completion",
+    ]
+    times = [since_start[step] for step in in_order]
+    assert times == sorted(times), since_start
+    assert since_start["first_completion"] == pytest.approx(int(first[2]), abs=1)
