@@ -19,6 +19,7 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any, Final
 
@@ -108,17 +109,60 @@ def enqueue_sha(
     good_until: datetime | None,
 ) -> str:
     """SHA-256 over everything a send stores, so a replay can prove it carries the same payload."""
-    payload = (
-        f'{{"delay_ms":{"null" if delay_ms is None else delay_ms},'
-        f'"good_until":{_nullable(good_until_text(good_until))},'
-        f'"kwargs":{canonical_json(kwargs_json)},'
-        f'"priority":{priority},'
-        f'"queue_name":{canonical_string(queue_name)},'
-        f'"task_id":{canonical_string(task_id.lower())},'
-        f'"task_name":{canonical_string(task_name)}}}'
-    )
-    # surrogatepass: a forged payload with a lone surrogate gets a sha (and is refused later).
-    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+    shas = EnqueueSha(task_name, queue_name, priority, delay_ms, good_until)
+    return shas.of(task_id, canonical_json(kwargs_json))
+
+
+@lru_cache(maxsize=256)
+def shas_for(
+    task_name: str,
+    queue_name: str,
+    priority: int,
+    delay_ms: int | None,
+    good_until: datetime | None,
+) -> EnqueueSha:
+    """An `EnqueueSha`, kept for the next send alike (most sends of a task share every field)."""
+    return EnqueueSha(task_name, queue_name, priority, delay_ms, good_until)
+
+
+def flat(kwargs: dict[str, Any]) -> str:
+    """The canonical JSON of an object whose values are all str, int, bool or None (exact
+    types): json's own sorted, compact text, with no parse (`canonical_json` of its JSON)."""
+    return _FAST.encode(kwargs)
+
+
+class EnqueueSha:
+    """`enqueue_sha` of sends that share a task, queue, priority, delay and deadline, differing
+    only in task id and arguments (a `send_many` call): the shared fields are written once."""
+
+    __slots__ = ("_head", "_middle", "_tail")
+
+    def __init__(
+        self,
+        task_name: str,
+        queue_name: str,
+        priority: int,
+        delay_ms: int | None,
+        good_until: datetime | None,
+    ) -> None:
+        self._head = (
+            f'{{"delay_ms":{"null" if delay_ms is None else delay_ms},'
+            f'"good_until":{_nullable(good_until_text(good_until))},'
+            '"kwargs":'
+        )
+        self._middle = (
+            f',"priority":{priority},"queue_name":{canonical_string(queue_name)},"task_id":'
+        )
+        self._tail = f',"task_name":{canonical_string(task_name)}}}'
+
+    def of(self, task_id: str, canonical_kwargs: str) -> str:
+        """The sha of one send, given its arguments' canonical JSON."""
+        payload = (
+            f"{self._head}{canonical_kwargs}{self._middle}"
+            f"{encode_basestring(task_id.lower())}{self._tail}"
+        )
+        # surrogatepass: a forged payload with a lone surrogate gets a sha (and is refused later).
+        return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _nullable(text: str | None) -> str:

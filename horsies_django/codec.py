@@ -27,6 +27,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any, Final, NoReturn
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -164,6 +165,48 @@ def encode_arguments(
             encoded[name] = walk.typed(value, name, expected)
     text = dumps(encoded)
     check_size(text, limit)
+    return text
+
+
+# The argument types the common send passes (exact classes, no subclasses): a value of one is its
+# own JSON, so a parameter that stores it as it is needs no walk and no validation.
+FLAT_TYPES: Final[frozenset[type]] = frozenset({str, int, bool, type(None)})
+
+
+# json's C encoder, built once: `dumps()` builds one per call, which costs more than encoding a
+# flat dict. Without cycle checks (a dict of flat values has no cycle); None without the C part.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_FLAT_ENCODER: Final = _c_make_encoder and _c_make_encoder(
+    None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+)
+
+
+def flat_types(expected: Declared) -> frozenset[type]:
+    """The `FLAT_TYPES` a parameter of type `expected` stores as they are."""
+    return FLAT_TYPES if expected.adapter is None else FLAT_TYPES & expected.as_is
+
+
+def encode_flat_arguments(
+    kwargs: dict[str, Any], flat: Mapping[str, frozenset[type]], limit: int
+) -> str | None:
+    """The JSON text `encode_arguments` would give, when every argument is a flat value its
+    parameter (a key of `flat`) stores as it is and the text is storable; else None, and
+    `encode_arguments` decides (and words the refusal). A cheap first try for every send."""
+    chars = 0  # of the strings: past the limit, nothing is scanned or built
+    for name, value in kwargs.items():
+        kind = type(value)
+        if kind not in flat.get(name, ()):
+            return None
+        if kind is str:
+            chars += len(value)
+            if chars > limit or _FORBIDDEN_CHARS.search(value) is not None:
+                return None
+        elif kind is int and not -_INT_BOUND < value < _INT_BOUND:
+            return None
+    text = "".join(_FLAT_ENCODER(kwargs, 0)) if _FLAT_ENCODER else dumps(kwargs)
+    chars = len(text)
+    if chars > limit or (4 * chars > limit and not text.isascii()):
+        return None  # maybe too large: encode_arguments measures it exactly
     return text
 
 

@@ -61,6 +61,8 @@ class TaskDefinition:
     # Derived once, read by every send.
     required_params: frozenset[str] = field(init=False, repr=False, compare=False)
     declared_types: Mapping[str, codec.Declared] = field(init=False, repr=False, compare=False)
+    # Per parameter, the flat argument types stored without a walk (codec.encode_flat_arguments).
+    flat_types: Mapping[str, frozenset[type]] = field(init=False, repr=False, compare=False)
     options_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +70,8 @@ class TaskDefinition:
         object.__setattr__(self, "required_params", required)
         declared = {p.name: p.declared for p in self.params.values()}
         object.__setattr__(self, "declared_types", declared)
+        flat = {name: codec.flat_types(expected) for name, expected in declared.items()}
+        object.__setattr__(self, "flat_types", flat)
         object.__setattr__(self, "options_json", codec.dumps(self.options_snapshot()))
 
     @property

@@ -70,7 +70,9 @@ class TaskFunction[**P, T]:
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """Enqueue for immediate execution."""
-        return self.with_options(TaskSendOptions()).send(*args, **kwargs)
+        if args:  # refused as BoundSend refuses them
+            return self.with_options(TaskSendOptions()).send(*args, **kwargs)
+        return sending.send(self.definition, kwargs)
 
     async def send_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """`send()` for async code (runs the insert off the event loop)."""

@@ -14,15 +14,14 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from django.apps import apps
 from django.db import Error as DjangoDbError
 from django.db import InterfaceError, OperationalError, connections, transaction
-from uuid_utils.compat import uuid7
+from uuid_utils import uuid7
 
 from horsies_django import canonical, checks, codec, signals
 from horsies_django.conf import MAX_JSONB_BYTES, horsies_settings
@@ -51,6 +50,7 @@ RESEND_DELAYS_S: Final = (0.05, 0.2, 0.8)
 MAX_DELAY_S: Final = 100 * 365 * 24 * 3600
 # Errors whose payload `retry_send` (or its async twin) can send as it is.
 RESENDABLE: Final = frozenset({TaskSendErrorCode.ENQUEUE_FAILED, TaskSendErrorCode.ASYNC_CONTEXT})
+DEFAULT_OPTIONS: Final = TaskSendOptions()
 
 type EagerRunner = Callable[[Sequence[str]], None]
 
@@ -84,31 +84,56 @@ def prepare(
     problem = _check_arguments(definition, kwargs) or _check_delay(delay_seconds)
     if problem:
         return invalid(f"{definition.name}: {problem}")
-    opts = TaskSendOptions() if options is None else options
+    opts = DEFAULT_OPTIONS if options is None else options
     problem = _check_options(opts)
     if problem:
         return invalid(f"{definition.name}: {problem}")
-    kwargs_json = _encode_arguments(definition, kwargs)
-    if isinstance(kwargs_json, Err):
-        return kwargs_json
-    unsigned = TaskSendPayload(
-        task_id=str(uuid7()),
-        task_name=definition.name,
-        queue_name=definition.queue_name,
-        priority=DEFAULT_PRIORITY if opts.priority is None else opts.priority,
-        kwargs_json=kwargs_json,
-        delay_seconds=delay_seconds,
-        good_until=opts.good_until,
-        enqueue_sha="",
+    priority = DEFAULT_PRIORITY if opts.priority is None else opts.priority
+    delay_ms = canonical.delay_ms(delay_seconds)
+    shas = canonical.shas_for(
+        definition.name, definition.queue_name, priority, delay_ms, opts.good_until
     )
-    return Ok(replace(unsigned, enqueue_sha=payload_sha(unsigned)))
+    limit = horsies_settings().MAX_PAYLOAD_BYTES
+    row = _flat_row(definition, kwargs, limit, shas)
+    if row is None:
+        kwargs_json = _encode_arguments(definition, kwargs, limit)
+        if isinstance(kwargs_json, Err):
+            return kwargs_json
+        task_id = str(uuid7())
+        row = task_id, kwargs_json, shas.of(task_id, canonical.canonical_json(kwargs_json))
+    task_id, kwargs_json, enqueue_sha = row
+    return Ok(
+        TaskSendPayload(
+            task_id=task_id,
+            task_name=definition.name,
+            queue_name=definition.queue_name,
+            priority=priority,
+            kwargs_json=kwargs_json,
+            delay_seconds=delay_seconds,
+            good_until=opts.good_until,
+            enqueue_sha=enqueue_sha,
+        )
+    )
+
+
+def _flat_row(
+    definition: TaskDefinition, kwargs: object, limit: int, shas: canonical.EnqueueSha
+) -> tuple[str, str, str] | None:
+    """(task id, kwargs JSON, enqueue_sha) of a send of known, flat arguments and every required
+    one (`codec.encode_flat_arguments`), or None: then `prepare()` decides, at full length."""
+    if type(kwargs) is not dict or not kwargs.keys() >= definition.required_params:
+        return None
+    text = codec.encode_flat_arguments(kwargs, definition.flat_types, limit)
+    if text is None:
+        return None
+    task_id = str(uuid7())
+    return task_id, text, shas.of(task_id, text if len(kwargs) < 2 else canonical.flat(kwargs))
 
 
 def _encode_arguments(
-    definition: TaskDefinition, kwargs: Mapping[str, Any]
+    definition: TaskDefinition, kwargs: Mapping[str, Any], limit: int
 ) -> str | Err[TaskSendError]:
     """The arguments' JSON text, or Err: PAYLOAD_TOO_LARGE, or VALIDATION_FAILED for the rest."""
-    limit = horsies_settings().MAX_PAYLOAD_BYTES
     try:
         return codec.encode_arguments(kwargs, limit, definition.declared_types)
     except codec.TooLargeError as exc:
@@ -154,6 +179,12 @@ def payload_sha(payload: TaskSendPayload) -> str:
 
 
 def _check_arguments(definition: TaskDefinition, kwargs: object) -> str | None:
+    if (
+        type(kwargs) is dict
+        and kwargs.keys() <= definition.params.keys()
+        and kwargs.keys() >= definition.required_params
+    ):
+        return None  # the common send: known names, every required one
     if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
         return f"the arguments must be a dict of name -> value, not {type(kwargs).__name__}"
     unknown = [str(name) for name in kwargs if name not in definition.params]
@@ -206,17 +237,17 @@ def _check_options(opts: object) -> str | None:
 
 def _new_task(definition: TaskDefinition, payload: TaskSendPayload) -> producer_queries.NewTask:
     return producer_queries.NewTask(
-        task_id=payload.task_id,
-        task_name=payload.task_name,
-        queue_name=payload.queue_name,
-        priority=payload.priority,
-        kwargs_json=payload.kwargs_json,
-        delay_seconds=float(payload.delay_seconds or 0.0),
-        good_until=payload.good_until,
-        timeout_ms=definition.timeout_ms,
-        max_retries=definition.max_retries,
-        options_json=definition.options_json,
-        enqueue_sha=payload.enqueue_sha,
+        payload.task_id,
+        payload.task_name,
+        payload.queue_name,
+        payload.priority,
+        payload.kwargs_json,
+        float(payload.delay_seconds or 0.0),
+        payload.good_until,
+        definition.timeout_ms,
+        definition.max_retries,
+        definition.options_json,
+        payload.enqueue_sha,
     )
 
 
@@ -226,13 +257,14 @@ def enqueue(
     """Insert a prepared payload, resending on transient errors when configured."""
     settings = horsies_settings()
     alias = settings.DATABASE_ALIAS
+    prepare = settings.PREPARED_STATEMENTS
     delays = RESEND_DELAYS_S if settings.RESEND_ON_TRANSIENT_ERR else ()
-    result = _insert_once(alias, definition, payload)
+    result = _insert_once(alias, definition, payload, prepare)
     for delay in delays:
         if result.is_ok() or not result.err_value.retryable or _in_atomic(alias):
             break
         time.sleep(delay)  # backoff before resending to a database that just failed
-        result = _insert_once(alias, definition, payload)
+        result = _insert_once(alias, definition, payload, prepare)
     if result.is_ok():
         _announce(definition, [payload.task_id])
         if settings.EAGER:
@@ -257,10 +289,9 @@ def _run_eagerly(task_ids: Sequence[str]) -> None:
 
 
 def _insert_once(
-    alias: str, definition: TaskDefinition, payload: TaskSendPayload
+    alias: str, definition: TaskDefinition, payload: TaskSendPayload, prepare: bool
 ) -> TaskSendResult[TaskHandle[Any]]:
     existing_sha = None
-    prepare = horsies_settings().PREPARED_STATEMENTS
     try:
         if _in_atomic(alias):
             with transaction.atomic(using=alias):
@@ -454,16 +485,15 @@ def _async_context(payload: TaskSendPayload) -> TaskSendError:
 
 
 def _insert_many_once(
-    alias: str, template: producer_queries.NewTask, rows: list[tuple[str, str, str]]
+    alias: str, tasks: producer_queries.NewTasks, prepare: bool
 ) -> Exception | None:
     """One bulk INSERT (in a savepoint inside the caller's transaction); the error, if any."""
-    prepare = horsies_settings().PREPARED_STATEMENTS
     try:
         if _in_atomic(alias):
             with transaction.atomic(using=alias):
-                producer_queries.insert_tasks(alias, template, rows, prepare=prepare)
+                producer_queries.insert_tasks(alias, tasks, prepare=prepare)
         else:
-            producer_queries.insert_tasks(alias, template, rows, prepare=prepare)
+            producer_queries.insert_tasks(alias, tasks, prepare=prepare)
     except Exception as exc:  # the database's errors, or settings the checks would refuse
         return exc
     return None
@@ -488,44 +518,79 @@ def send_many(
     *,
     options: TaskSendOptions | None = None,
 ) -> list[TaskSendResult[TaskHandle[Any]]]:
-    """Enqueue many tasks of one definition with a single INSERT; one Result per item."""
+    """Enqueue many tasks of one definition with a single INSERT; one Result per item.
+
+    Each item gets the result `send()` would give it. Items of flat arguments (`codec.FLAT_TYPES`)
+    are encoded and signed here without a `prepare()` each; the others go through `prepare()`.
+    """
     read = _items(kwargs_list)
     if isinstance(read, Err):
         return [invalid(f"{definition.name}: {read.error}")]
     items = read.value
     if suppressed():
         return [suppressed_error(definition) for _ in items]
-    results: list[TaskSendResult[TaskHandle[Any]]] = []
-    ready: list[tuple[int, TaskSendPayload]] = []
+    opts = DEFAULT_OPTIONS if options is None else options
+    if _check_options(opts) is not None:  # every item gets its own error from prepare()
+        return [cast(Err[TaskSendError], prepare(definition, kw, options=opts)) for kw in items]
+    priority = DEFAULT_PRIORITY if opts.priority is None else opts.priority
+    shas = canonical.EnqueueSha(
+        definition.name, definition.queue_name, priority, None, opts.good_until
+    )
+    limit = horsies_settings().MAX_PAYLOAD_BYTES
+    rows: list[tuple[str, str, str]] = []
+    refused: dict[int, Err[TaskSendError]] = {}
     for i, kwargs in enumerate(items):
-        prepared = prepare(definition, kwargs, options=options)
-        results.append(prepared if isinstance(prepared, Err) else Ok(TaskHandle("", "")))
-        if isinstance(prepared, Ok):
-            ready.append((i, prepared.value))
-    if not ready:
-        return results
+        row = _flat_row(definition, kwargs, limit, shas)
+        if row is None:
+            prepared = prepare(definition, kwargs, options=opts)
+            if isinstance(prepared, Err):
+                refused[i] = prepared
+                continue
+            row = prepared.value.task_id, prepared.value.kwargs_json, prepared.value.enqueue_sha
+        rows.append(row)
+    sent = _send_rows(definition, opts, priority, rows) if rows else []
+    if not refused:
+        return sent
+    rest = iter(sent)
+    return [refused[i] if i in refused else next(rest) for i in range(len(items))]
+
+
+def _send_rows(
+    definition: TaskDefinition,
+    opts: TaskSendOptions,
+    priority: int,
+    rows: list[tuple[str, str, str]],
+) -> list[TaskSendResult[TaskHandle[Any]]]:
+    """Insert send_many's rows (task id, kwargs JSON, sha), resending on transient errors when
+    configured; one result per row."""
+    name, queue = definition.name, definition.queue_name
+
+    def payloads() -> Iterator[TaskSendPayload]:  # what errors carry, for a replay
+        for task_id, text, signature in rows:
+            yield TaskSendPayload(
+                task_id, name, queue, priority, text, None, opts.good_until, signature
+            )
+
     if in_event_loop():
-        for i, payload in ready:
-            results[i] = Err(_async_context(payload))
-        return results
+        return [Err(_async_context(payload)) for payload in payloads()]
     settings = horsies_settings()
-    alias = settings.DATABASE_ALIAS
-    template = _new_task(definition, ready[0][1])
-    rows = [(p.task_id, p.kwargs_json, p.enqueue_sha) for _, p in ready]
-    failure = _insert_many_once(alias, template, rows)
+    alias, prepare = settings.DATABASE_ALIAS, settings.PREPARED_STATEMENTS
+    ids, texts, signatures = (list(column) for column in zip(*rows, strict=True))
+    tasks = producer_queries.NewTasks(
+        *(name, queue, priority, opts.good_until, definition.timeout_ms),
+        *(definition.max_retries, definition.options_json, ids, texts, signatures),
+    )
+    failure = _insert_many_once(alias, tasks, prepare)
     for delay in RESEND_DELAYS_S if settings.RESEND_ON_TRANSIENT_ERR else ():
         transient = isinstance(failure, OperationalError | InterfaceError)
         if failure is None or not transient or _in_atomic(alias):
             break
         time.sleep(delay)  # backoff before resending to a database that just failed
-        failure = _insert_many_once(alias, template, rows)
+        failure = _insert_many_once(alias, tasks, prepare)
     if failure is not None:
-        for i, payload in ready:
-            results[i] = Err(_enqueue_failed(alias, payload, failure))
-        return results
-    for i, payload in ready:
-        results[i] = Ok(TaskHandle(payload.task_id, payload.task_name))
-    _announce(definition, [payload.task_id for _, payload in ready])
+        return [Err(_enqueue_failed(alias, payload, failure)) for payload in payloads()]
+    sent: list[TaskSendResult[TaskHandle[Any]]] = [Ok(TaskHandle(i, name)) for i in ids]
+    _announce(definition, ids)
     if settings.EAGER:
-        _run_eagerly([payload.task_id for _, payload in ready])
-    return results
+        _run_eagerly(ids)
+    return sent

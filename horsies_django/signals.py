@@ -40,8 +40,9 @@ task_crashed = Signal()
 
 
 def wanted(signal: Signal, task_name: str) -> bool:
-    """Whether any receiver listens (checked first: building arguments costs on the hot path)."""
-    return signal.has_listeners(task_name)
+    """Whether any receiver listens (checked first: building arguments costs on the hot path).
+    A signal without receivers answers at once (`has_listeners` takes a lock to say so)."""
+    return bool(signal.receivers) and signal.has_listeners(task_name)
 
 
 def emit(signal: Signal, task_name: str, /, **arguments: Any) -> None:

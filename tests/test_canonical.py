@@ -74,3 +74,28 @@ def test_delay_and_deadline_are_written_as_the_spec_says() -> None:
     assert canonical.good_until_text(datetime(2030, 1, 1, tzinfo=UTC)) == (
         "2030-01-01T00:00:00.000000Z"
     )
+
+
+@given(
+    st.dictionaries(st.text(), st.none() | st.booleans() | st.integers() | st.text(), max_size=5)
+)
+def test_a_flat_object_is_canonical_without_a_parse(kwargs: dict[str, Any]) -> None:
+    text = json.dumps(kwargs, ensure_ascii=False, separators=(",", ":"))
+    assert canonical.flat(kwargs) == canonical.canonical_json(text)
+
+
+def test_shared_fields_are_signed_once_for_many_sends() -> None:
+    from datetime import UTC, datetime
+
+    deadline = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    shas = canonical.shas_for("t.x", "q", 7, 90_000, deadline)
+    for task_id, kwargs_json in [("0190A0B0-0000-7000-8000-000000000001", '{"b":1,"a":[2.50]}')]:
+        assert shas.of(task_id, canonical.canonical_json(kwargs_json)) == canonical.enqueue_sha(
+            task_id=task_id,
+            task_name="t.x",
+            queue_name="q",
+            priority=7,
+            kwargs_json=kwargs_json,
+            delay_ms=90_000,
+            good_until=deadline,
+        )

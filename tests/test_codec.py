@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from horsies_django import TaskError, TaskResult, app, codec
@@ -268,3 +270,36 @@ def test_pydantic_serialization_errors_become_encoding_errors() -> None:
     with pytest.raises(EncodingError, match="pydantic cannot turn into JSON") as info:
         codec.encode(Stamp(at=datetime(2024, 1, 1, tzinfo=UTC), note=loop), "v")  # type: ignore[arg-type]
     assert info.value.path == "v"
+
+
+FLAT_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(), st.integers(min_value=10**4299)
+)
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "é", "z"]), FLAT_VALUES), st.integers(1, 64))
+def test_the_flat_path_writes_what_encode_arguments_writes(
+    kwargs: dict[str, Any], limit: int
+) -> None:
+    """The first try of every send gives encode_arguments' text, or steps aside (None) for
+    encode_arguments to decide: never a text of its own, never a refusal of its own."""
+    flat = dict.fromkeys(("a", "b", "é", "z"), codec.FLAT_TYPES)
+    text = codec.encode_flat_arguments(kwargs, flat, limit * 16)
+    try:
+        expected: str | None = codec.encode_arguments(kwargs, limit * 16)
+    except EncodingError:
+        expected = None
+    assert text is None or text == expected
+    if expected is not None and expected.isascii() and "\x00" not in expected:
+        assert text == expected  # what sends pass most: the flat path takes it
+
+
+def test_the_flat_path_steps_aside_for_what_a_parameter_validates() -> None:
+    declared = {
+        "i": codec.declared_type(int, codec.adapter_for(int)),
+        "s": codec.declared_type(str | None, codec.adapter_for(str | None)),
+    }
+    flat = {name: codec.flat_types(expected) for name, expected in declared.items()}
+    assert codec.encode_flat_arguments({"i": 1, "s": None}, flat, 1024) == '{"i":1,"s":null}'
+    for kwargs in ({"i": True}, {"i": "1"}, {"s": 1}, {"x": 1}, {"i": 1.0}, {"s": "\x00"}):
+        assert codec.encode_flat_arguments(kwargs, flat, 1024) is None, kwargs
