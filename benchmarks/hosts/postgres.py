@@ -2,7 +2,8 @@
 
 It lives in `DIRECTORY`, a fixed path, so that a run can stop and remove the server a crashed
 run left behind. Settings are those of `./dev bench`'s throwaway server (fsync on,
-shared_buffers 128MB, max_connections 200); the server runs as the `postgres` OS user.
+shared_buffers 128MB, max_connections 200); the binaries are those `./dev` finds (the system's
+PostgreSQL first), and the server runs as the `postgres` OS user.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Final
 import psycopg
 
 from benchmarks.hosts.naming import Host, database_url, hba_lines, listen_addresses
+from horsies_django.embedded_pg.binaries import require_pg_bindir
 
 DIRECTORY: Final = Path("/tmp/horsies-hosts-pg")
-BINDIR: Final = Path("/usr/lib/postgresql/15/bin")
 OS_USER: Final = "postgres"
 SUPERUSER: Final = "horsies"
 DBNAME: Final = "hosts"
@@ -68,8 +69,9 @@ def start(all_hosts: list[Host]) -> Server:
     DIRECTORY.mkdir(mode=0o700)
     os.chown(DIRECTORY, account.pw_uid, account.pw_gid)
     server = Server(port=_free_port())
+    bindir = require_pg_bindir()
     _as_postgres(
-        [str(BINDIR / "initdb"), "-D", str(server.datadir), "-U", SUPERUSER, "--auth=trust",
+        [str(bindir / "initdb"), "-D", str(server.datadir), "-U", SUPERUSER, "--auth=trust",
          "--encoding=UTF8", "--locale=C", "--no-sync"]
     )  # fmt: skip
     hba = ["local all all trust", *hba_lines(all_hosts, SUPERUSER)]
@@ -79,7 +81,7 @@ def start(all_hosts: list[Host]) -> Server:
         "-c max_connections=200 -c shared_buffers=128MB -c logging_collector=off"
     )
     _as_postgres(
-        [str(BINDIR / "pg_ctl"), "-D", str(server.datadir), "-l", str(DIRECTORY / "log"),
+        [str(bindir / "pg_ctl"), "-D", str(server.datadir), "-l", str(DIRECTORY / "log"),
          "-o", options, "-w", "-t", str(int(START_TIMEOUT_S)), "start"],
         timeout=START_TIMEOUT_S + 10,
     )  # fmt: skip
@@ -96,7 +98,15 @@ def stop() -> bool:
     if (datadir / "postmaster.pid").exists():
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             _as_postgres(
-                [str(BINDIR / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"],
+                [
+                    str(require_pg_bindir() / "pg_ctl"),
+                    "-D",
+                    str(datadir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
                 timeout=60,
             )
     deadline = time.monotonic() + 30
