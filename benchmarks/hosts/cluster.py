@@ -61,10 +61,17 @@ class Cluster:
         self.sql("CHECKPOINT")
 
     def start_workers(
-        self, count: int, processes: int, horsies: dict[str, Any], label: str
+        self,
+        count: int,
+        processes: int,
+        horsies: dict[str, Any],
+        label: str,
+        tcp_timeouts: bool = True,
     ) -> list[HostWorker]:
         started = [
-            workers.start(h, self.url_from(h), processes, horsies, self.log_dir, label)
+            workers.start(
+                h, self.url_from(h), processes, horsies, self.log_dir, label, tcp_timeouts
+            )
             for h in self.hosts[:count]
         ]
         self.workers.extend(started)

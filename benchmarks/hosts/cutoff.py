@@ -20,6 +20,7 @@ from benchmarks.hosts import netns, records
 from benchmarks.hosts.cluster import Cluster, log, wait_until
 from benchmarks.hosts.drain import COMPLETED, UNFINISHED
 from benchmarks.hosts.naming import Host
+from benchmarks.hosts.sampling import CONNECTIONS_BY_HOST
 
 RECOVERY: Final = {
     "HEARTBEAT_INTERVAL_MS": 1_000,
@@ -37,6 +38,13 @@ SELECT count(*) FROM horsies_task WHERE claimed_by = %s AND status IN ('CLAIMED'
 """
 RUNNING_ON: Final = "SELECT count(*) FROM horsies_task WHERE claimed_by = %s AND status = 'RUNNING'"
 DB_NOW: Final = "SELECT clock_timestamp()"
+BEAT_SINCE: Final = """
+SELECT count(*) FROM horsies_worker WHERE id = %s AND state = 'RUNNING' AND heartbeat_at > %s
+"""
+COMPLETED_BY_SINCE: Final = """
+SELECT count(*) FROM horsies_task_attempt
+WHERE worker_id = %s AND outcome = 'COMPLETED' AND started_at > %s
+"""
 RUNS_BY_HOST: Final = "SELECT host, count(*) FROM hosts_run GROUP BY 1 ORDER BY 1"
 RUNS_AFTER: Final = "SELECT count(*) FROM hosts_run WHERE host = %s AND recorded_at > %s"
 LATE_OUTCOME_LOG: Final = "discarded the late outcome"
@@ -53,13 +61,22 @@ def send(n: int, ms: int) -> None:
 
 
 def run(
-    cluster: Cluster, host_count: int, processes: int, n: int, ms: int, cut_s: float
+    cluster: Cluster,
+    host_count: int,
+    processes: int,
+    n: int,
+    ms: int,
+    cut_s: float,
+    tcp_timeouts: bool = True,
 ) -> dict[str, Any]:
+    """One cut-off; `tcp_timeouts=False` runs the workers without the `queue` alias's TCP
+    timeouts (see `benchmarks.hosts.settings`)."""
     if host_count < 2:
         raise ValueError("a cut-off needs at least two hosts")
     cluster.reset()
     send(n, ms)
-    started = cluster.start_workers(host_count, processes, RECOVERY, f"cut{host_count}")
+    label = "cut" if tcp_timeouts else "cut-no-tcp-timeouts"
+    started = cluster.start_workers(host_count, processes, RECOVERY, label, tcp_timeouts)
     victim: Host = cluster.hosts[1]
     victim_log = next(w for w in started if w.host == victim).group.log_path
 
@@ -99,11 +116,17 @@ def run(
         if recovered_after is None and count(HELD_BY, victim_id) == 0:
             recovered_after = now
         time.sleep(0.05)
+    up_at_db = cluster.sql(DB_NOW)[0][0]
     netns.set_link(victim, up=True)
     down_for = time.perf_counter() - t_cut
     log(f"{victim.name} back after {down_for:.1f}s")
+    rejoined_after = wait_until(
+        f"{victim.name} to beat again", lambda: count(BEAT_SINCE, victim_id, up_at_db) > 0,
+        TIMEOUT_S, 0.05,
+    )  # fmt: skip
     wait_until("every task to finish", lambda: count(UNFINISHED) == 0, TIMEOUT_S, 0.1)
     all_done_after = time.perf_counter() - t_cut
+    connections = dict(cluster.sql(CONNECTIONS_BY_HOST))
     cluster.stop_workers()
     with cluster.conn.cursor() as cur:
         verdict = records.judge(records.task_records(cur, TASK_NAME, [victim_id]))
@@ -111,6 +134,7 @@ def run(
     return {
         "hosts": host_count,
         "processes_per_host": processes,
+        "worker_tcp_timeouts": tcp_timeouts,
         "tasks": n,
         "task_ms": ms,
         "settings": RECOVERY,
@@ -119,9 +143,12 @@ def run(
         "victim_marked_dead_after_s": None if dead_after is None else round(dead_after, 2),
         "victim_claims_recovered_after_s": round(recovered_after, 2),
         "link_down_for_s": round(down_for, 2),
+        "victim_beat_again_after_link_up_s": round(rejoined_after, 2),
+        "victim_completed_after_link_up": count(COMPLETED_BY_SINCE, victim_id, up_at_db),
         "all_done_after_cut_s": round(all_done_after, 2),
         "victim_runs_recorded_after_cut": count(RUNS_AFTER, victim.name, cut_at_db),
         "runs_by_host": dict(cluster.sql(RUNS_BY_HOST)),
+        "connections_by_host": connections,
         "late_outcomes_discarded_logged": late_logged,
         "verdict": verdict.summary(),
         "ok": verdict.ok,

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from benchmarks.hosts.cluster import Cluster
 from benchmarks.hosts.sampling import (
+    CONNECTIONS_BY_HOST,
     WAIT_EVENTS,
     CpuMeter,
     Sampler,
@@ -88,6 +89,7 @@ def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, 
             time.sleep(max(0.05, 20 * took))
     cpu = meter.stop()
     waits.stop()
+    connections = dict(cluster.sql(CONNECTIONS_BY_HOST))
     cluster.stop_workers()
     completed = int(cluster.sql(COMPLETED)[0][0])
     if completed != n:
@@ -98,6 +100,7 @@ def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, 
         "n": n,
         **rates(series, n),
         "polls": len(series) - 1,
+        "connections_by_host": connections,
         "cpu": cpu,
         "wait_samples": len(waits.samples),
         "mean_active_sessions": round(mean_active_sessions(waits.samples), 2),

@@ -56,10 +56,13 @@ def caps_lines(caps: dict[str, Any]) -> list[str]:
 def cutoff_lines(cut: dict[str, Any]) -> list[str]:
     v = cut["verdict"]
     return [
-        f"cut-off: {cut['victim']} of {cut['hosts']} hosts cut holding "
+        f"cut-off (worker TCP timeouts: {cut['worker_tcp_timeouts']}): {cut['victim']} of "
+        f"{cut['hosts']} hosts cut holding "
         f"{cut['victim_claims_at_cut']} claims; marked DEAD after "
         f"{cut['victim_marked_dead_after_s']} s, its claims recovered after "
-        f"{cut['victim_claims_recovered_after_s']} s; link down {cut['link_down_for_s']} s; "
+        f"{cut['victim_claims_recovered_after_s']} s; link down {cut['link_down_for_s']} s, "
+        f"beating again {cut['victim_beat_again_after_link_up_s']} s after, then completed "
+        f"{cut['victim_completed_after_link_up']} tasks; "
         f"all {cut['tasks']} done {cut['all_done_after_cut_s']} s after the cut",
         f"  tasks {v['tasks']}, executions {v['executions']}, lost {v['lost']}, outcome not "
         f"recorded once {v['outcome_not_recorded_once']}, completed without running "

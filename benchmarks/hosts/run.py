@@ -37,10 +37,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--caps-poll-ms", type=int, default=100, help="POLL_INTERVAL_MS of the second caps run"
     )
     parser.add_argument("--task-ms", type=int, default=30, help="sleep of a capped task")
-    parser.add_argument("--cut-tasks", type=int, default=3_000, help="tasks of the cut-off")
+    parser.add_argument("--cut-tasks", type=int, default=6_000, help="tasks of the cut-off")
     parser.add_argument("--cut-ms", type=int, default=20, help="work of a cut-off task")
     parser.add_argument("--cut-seconds", type=float, default=10.0, help="link down at least")
-    parser.add_argument("--only", default="drain,caps,cutoff", help="phases to run")
+    parser.add_argument(
+        "--only",
+        default="drain,caps,cutoff,cutoff-no-tcp-timeouts",
+        help="phases to run (drain,caps,cutoff,cutoff-no-tcp-timeouts)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small backlogs")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -81,11 +85,16 @@ def main(argv: list[str] | None = None) -> int:
                             args.task_ms, poll_ms,
                         )
                     )  # fmt: skip
-            if "cutoff" in phases:
-                log(f"cut-off: {max(counts)} hosts")
-                results["cutoff"] = cutoff.run(
-                    cluster, max(counts), args.processes, args.cut_tasks, args.cut_ms,
-                    args.cut_seconds,
+            results["cutoffs"] = []
+            for tcp_timeouts in (True, False):
+                if ("cutoff" if tcp_timeouts else "cutoff-no-tcp-timeouts") not in phases:
+                    continue
+                log(f"cut-off: {max(counts)} hosts, worker TCP timeouts: {tcp_timeouts}")
+                results["cutoffs"].append(
+                    cutoff.run(
+                        cluster, max(counts), args.processes, args.cut_tasks, args.cut_ms,
+                        args.cut_seconds, tcp_timeouts,
+                    )
                 )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"hosts-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
@@ -95,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += [*report.drain_table(results["drains"]), ""]
     for capped_run in results.get("caps", []):
         lines += report.caps_lines(capped_run)
-    if "cutoff" in results:
-        lines += report.cutoff_lines(results["cutoff"])
+    for cut in results["cutoffs"]:
+        lines += report.cutoff_lines(cut)
     print("\n".join(lines))
-    ok = all(c["ok"] for c in results.get("caps", [])) and results.get("cutoff", {}).get("ok", True)
+    ok = all(c["ok"] for c in [*results.get("caps", []), *results["cutoffs"]])
     return 0 if ok else 1
 
 

@@ -32,8 +32,10 @@ RUNNING_PER_QUEUE: Final = """
 SELECT queue_name, count(*) FROM horsies_task WHERE status IN ('CLAIMED', 'RUNNING')
 GROUP BY 1
 """
-UNFINISHED: Final = """
-SELECT count(*) FROM horsies_task WHERE status IN ('PENDING', 'CLAIMED', 'RUNNING')
+# Connections from each host's inside address (the harness itself comes over loopback).
+CONNECTIONS_BY_HOST: Final = """
+SELECT host(client_addr), count(*) FROM pg_stat_activity
+WHERE client_addr << inet '10.77.0.0/16' GROUP BY 1 ORDER BY 1
 """
 
 

@@ -6,7 +6,8 @@ harness, the host's own link for a worker). Two aliases name the same database:
   worker whose link goes down notices within seconds instead of blocking in a send;
 - `default`: what task code uses (the run records), without them, so a task cut off while
   recording its run finishes recording when the link is back and every execution is counted.
-`HOSTS_HORSIES` (JSON) overrides HORSIES keys for one phase of the run.
+`HOSTS_HORSIES` (JSON) overrides HORSIES keys for one phase of the run; `HOSTS_TCP_TIMEOUTS=0`
+leaves the `queue` alias without TCP timeouts (what a project that sets none gets).
 """
 
 import json
@@ -39,7 +40,8 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 600
 DATABASES["queue"]["CONN_MAX_AGE"] = 600
-DATABASES["queue"]["OPTIONS"] = TCP_TIMEOUTS
+if os.environ.get("HOSTS_TCP_TIMEOUTS", "1") != "0":
+    DATABASES["queue"]["OPTIONS"] = TCP_TIMEOUTS
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 HORSIES: dict[str, object] = {
     "DATABASE_ALIAS": "queue",

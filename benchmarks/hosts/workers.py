@@ -28,7 +28,13 @@ class HostWorker:
 
 
 def start(
-    host: Host, url: str, processes: int, horsies: dict[str, Any], log_dir: Path, label: str
+    host: Host,
+    url: str,
+    processes: int,
+    horsies: dict[str, Any],
+    log_dir: Path,
+    label: str,
+    tcp_timeouts: bool = True,
 ) -> HostWorker:
     """Start the host's worker; `url` must be an address reachable from inside the host."""
     argv = netns.exec_argv(
@@ -41,6 +47,7 @@ def start(
         "HOSTS_DATABASE_URL": url,
         "HOSTS_HORSIES": json.dumps(horsies),
         "HOSTS_HOST_NAME": host.name,
+        "HOSTS_TCP_TIMEOUTS": "1" if tcp_timeouts else "0",
         "PYTHONPATH": str(REPO_ROOT),
     }
     group = WorkerGroup([argv], env, REPO_ROOT, log_dir / f"{label}-{host.name}.log")
