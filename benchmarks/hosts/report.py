@@ -18,8 +18,8 @@ def drain_table(drains: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| hosts | children | drain 10-90 % (tasks/s) | x 1 host | incl. start-up (tasks/s) "
         "| PostgreSQL cores | workers cores | machine busy cores | active sessions "
-        "| top wait events of active sessions |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| connections per host | top wait events of active sessions |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for hosts, runs in sorted(by_hosts.items()):
         mid = statistics.median(r["drain_10_90_per_s"] for r in runs)
@@ -33,7 +33,9 @@ def drain_table(drains: list[dict[str, Any]]) -> list[str]:
             f"| {hosts} | {hosts * last['processes_per_host']} | {mid:,.0f} | {mid / base:.2f} "
             f"| {incl:,.0f} | {med('postgres_cores'):.2f} | {med('workers_cores'):.2f} "
             f"| {med('machine_busy_cores'):.2f} of {last['cpu']['machine_cores']} "
-            f"| {last['mean_active_sessions']:.1f} | {_top_waits(last['wait_events'])} |"
+            f"| {last['mean_active_sessions']:.1f} "
+            f"| {max(last.get('connections_by_host', {}).values(), default=0)} "
+            f"| {_top_waits(last['wait_events'])} |"
         )
     return lines
 
@@ -70,5 +72,6 @@ def cutoff_lines(cut: dict[str, Any]) -> list[str]:
         f"  recovered from the cut host {v['recovered_from_cut_host']}, of which ran twice "
         f"{v['ran_twice_recovered']}; ran twice unexplained {v['ran_twice_unexplained']}; "
         f"late outcomes discarded (victim's log) {cut['late_outcomes_discarded_logged']}; "
-        f"runs by host {cut['runs_by_host']} -> " + ("OK" if cut["ok"] else "FAILED"),
+        f"runs by host {cut['runs_by_host']}; connections by host {cut['connections_by_host']} "
+        "-> " + ("OK" if cut["ok"] else "FAILED"),
     ]
