@@ -3,8 +3,9 @@
 Progress is the number of unfinished tasks (PENDING, and CLAIMED or RUNNING), counted through
 the two partial indexes that hold exactly those rows, so a poll costs little however far the
 drain has gone; each poll waits at least 20 times as long as the previous one took (50 ms at
-least). Meanwhile a sampler reads the wait events of active sessions every 50 ms, and the CPU
-of PostgreSQL, of the workers and of the machine is measured over the drain.
+least). Meanwhile samplers read the wait events of active sessions and the locks on database
+objects (the NOTIFY lock) every 50 ms, and the CPU of PostgreSQL, of the workers and of the
+machine is measured over the drain.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Final
 from benchmarks.hosts.cluster import Cluster
 from benchmarks.hosts.sampling import (
     CONNECTIONS_BY_HOST,
+    OBJECT_LOCKS,
     WAIT_EVENTS,
     CpuMeter,
     Sampler,
@@ -69,12 +71,14 @@ def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, 
     send_backlog(n)
     cluster.sql("CHECKPOINT")
     waits = Sampler(cluster.local_url, WAIT_EVENTS, 0.05)
+    locks = Sampler(cluster.local_url, OBJECT_LOCKS, 0.05)
     started: list[Any] = []
     meter = CpuMeter(cluster.server.postmaster_pid, lambda: [w.pid for w in started])
     meter.start()
     t0 = time.perf_counter()
     started.extend(cluster.start_workers(host_count, processes, {}, f"drain{host_count}"))
     waits.start()
+    locks.start()
     series: list[tuple[float, int]] = [(0.0, n)]
     while series[-1][1] > 0:
         before = time.perf_counter()
@@ -89,6 +93,7 @@ def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, 
             time.sleep(max(0.05, 20 * took))
     cpu = meter.stop()
     waits.stop()
+    locks.stop()
     connections = dict(cluster.sql(CONNECTIONS_BY_HOST))
     cluster.stop_workers()
     completed = int(cluster.sql(COMPLETED)[0][0])
@@ -105,4 +110,10 @@ def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, 
         "wait_samples": len(waits.samples),
         "mean_active_sessions": round(mean_active_sessions(waits.samples), 2),
         "wait_events": wait_event_shares(waits.samples),
+        "object_locks_per_sample": {
+            name: round(sum(s.get(name, 0) for s in locks.samples) / len(locks.samples), 3)
+            for name in wait_event_shares(locks.samples)
+        }
+        if locks.samples
+        else {},
     }

@@ -27,6 +27,14 @@ FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()
 GROUP BY 1
 """
+# Heavyweight locks on database objects (not relations), held or awaited: a committing NOTIFY
+# takes one on pg_database (objid 0) and keeps it until its commit is flushed.
+OBJECT_LOCKS: Final = """
+SELECT l.classid::regclass::text || ' ' || l.objid || ' ' || l.mode
+       || CASE WHEN l.granted THEN ' held' ELSE ' awaited' END, count(*)
+FROM pg_locks l WHERE l.locktype = 'object' AND l.pid <> pg_backend_pid()
+GROUP BY 1
+"""
 # What the caps count: tasks CLAIMED or RUNNING, per queue (one snapshot per statement).
 RUNNING_PER_QUEUE: Final = """
 SELECT queue_name, count(*) FROM horsies_task WHERE status IN ('CLAIMED', 'RUNNING')
