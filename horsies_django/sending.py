@@ -575,7 +575,7 @@ def _send_rows(
         return [Err(_async_context(payload)) for payload in payloads()]
     settings = horsies_settings()
     alias, prepare = settings.DATABASE_ALIAS, settings.PREPARED_STATEMENTS
-    ids, texts, signatures = (list(column) for column in zip(*rows, strict=True))
+    ids, texts, signatures = zip(*rows, strict=True)
     tasks = producer_queries.NewTasks(
         *(name, queue, priority, opts.good_until, definition.timeout_ms),
         *(definition.max_retries, definition.options_json, ids, texts, signatures),
