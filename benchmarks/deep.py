@@ -161,7 +161,9 @@ def deep_round(
     _sql(url, "VACUUM ANALYZE horsies_task", "VACUUM ANALYZE horsies_task_attempt")
     res = drain_sample(url, processes, sample, since, log_dir / f"deep.{r}.log")
     log(f"deep sample {sample:,}: steady {res.steady_per_s:,.0f}/s, incl. start-up "
-        f"{res.per_s_incl_startup:,.0f}/s, first after {res.first_completion_s:.2f}s")  # fmt: skip
+        f"{res.per_s_incl_startup:,.0f}/s, first after {res.first_completion_s:.2f}s; "
+        f"killed {res.needed_kill}, left RUNNING {res.left_running}, "
+        f"crashed so far {res.crashed_so_far}")  # fmt: skip
     return asdict(res)
 
 

@@ -22,10 +22,15 @@ from horsies_django.db.claim import CLAIM_STATEMENTS, QueueSlot, claim_request
 from horsies_django.db.outbox import numbered
 
 DONE_SINCE = "SELECT count(*) FROM horsies_task WHERE status = 'COMPLETED' AND sent_at >= %s"
+# Failures other than WORKER_CRASHED: a worker stopped mid-backlog that outlives the grace
+# period is killed, and the rescuer records its RUNNING tasks crashed (reported, not an error
+# of the drain).
 NOT_DONE_SINCE = """
-SELECT count(*) FROM horsies_task WHERE status IN ('FAILED', 'CANCELLED', 'EXPIRED')
-AND sent_at >= %s
+SELECT count(*) FILTER (WHERE error_code IS DISTINCT FROM 'WORKER_CRASHED'),
+       count(*) FILTER (WHERE error_code = 'WORKER_CRASHED')
+FROM horsies_task WHERE status IN ('FAILED', 'CANCELLED', 'EXPIRED') AND sent_at >= %s
 """
+RUNNING = "SELECT count(*) FROM horsies_task WHERE status = 'RUNNING'"
 # Polls wait 20x as long as the previous count took, at least MIN_POLL_S (the count's share of
 # one core stays under 5 %); the end time is interpolated between the last two counts.
 MIN_POLL_S = 0.02
@@ -39,6 +44,9 @@ class DrainSample:
     first_completion_s: float
     per_s_incl_startup: float
     steady_per_s: float
+    needed_kill: bool  # the worker outlived the 20 s grace after SIGTERM
+    left_running: int  # tasks still RUNNING right after the worker stopped
+    crashed_so_far: int  # tasks sent since `since` recorded WORKER_CRASHED, up to now
 
 
 def _count(conn: psycopg.Connection[Any], since: datetime) -> int:
@@ -77,14 +85,20 @@ def drain_sample(
             t_end = t_prev + (t_counted - t_prev) * (target - done_prev) / max(1, done - done_prev)
         finally:
             workers.stop()
+        running = conn.execute(RUNNING).fetchone()
         row = conn.execute(NOT_DONE_SINCE, (since,)).fetchone()
-        if row is not None and row[0]:
-            raise RuntimeError(f"{row[0]} sampled tasks did not complete; see {log_path}")
+        assert row is not None
+        assert running is not None
+        if row[0]:
+            raise RuntimeError(f"{row[0]} sampled tasks failed; see {log_path}")
     return DrainSample(
         sample=sample,
         first_completion_s=t_first - t0,
         per_s_incl_startup=sample / (t_end - t0),
         steady_per_s=(target - done_first) / (t_end - t_first_count),
+        needed_kill=workers.needed_kill,
+        left_running=int(running[0]),
+        crashed_so_far=int(row[1]),
     )
 
 
