@@ -164,6 +164,12 @@ class EnqueueSha:
         # surrogatepass: a forged payload with a lone surrogate gets a sha (and is refused later).
         return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
+    def of_new(self, task_id: str, canonical_kwargs: str) -> str:
+        """`of` for an id this process made (lowercase UUID text: nothing to escape) and the
+        canonical JSON of checked arguments (no lone surrogate)."""
+        payload = f'{self._head}{canonical_kwargs}{self._middle}"{task_id}"{self._tail}'
+        return hashlib.sha256(payload.encode()).hexdigest()
+
 
 def _nullable(text: str | None) -> str:
     return "null" if text is None else canonical_string(text)

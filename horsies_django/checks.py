@@ -241,6 +241,19 @@ def app_not_installed(task_names: Sequence[str]) -> CheckMessage:
     )
 
 
+def setup_mistake(alias: str, task_name: str) -> str | None:
+    """What these checks say about the setup a send needs, if it is wrong (sends ask after a
+    failed insert: `manage.py shell` and scripts do not run the checks)."""
+    from django.apps import apps
+
+    found = database_messages(alias)
+    if not found and not apps.is_installed(TAG):
+        found = [app_not_installed([task_name])]
+    if not found:
+        return None
+    return f"{found[0].msg} {found[0].hint} (system check {found[0].id})"
+
+
 # --------------------------------------------------------------------------- imports and codes
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
-from django.apps import apps
 from django.db import Error as DjangoDbError
 from django.db import InterfaceError, OperationalError, connections, transaction
 from uuid_utils import uuid7
@@ -127,7 +126,7 @@ def _flat_row(
     if text is None:
         return None
     task_id = str(uuid7())
-    return task_id, text, shas.of(task_id, text if len(kwargs) < 2 else canonical.flat(kwargs))
+    return task_id, text, shas.of_new(task_id, text if len(kwargs) < 2 else canonical.flat(kwargs))
 
 
 def _encode_arguments(
@@ -326,7 +325,7 @@ def _in_atomic(alias: str) -> bool:
 def _enqueue_failed(alias: str, payload: TaskSendPayload, exc: Exception) -> TaskSendError:
     """ENQUEUE_FAILED: retryable when the database was unreachable; a setup mistake that no
     retry fixes (not PostgreSQL, the app not installed) is named instead of the SQL error."""
-    mistake = setup_mistake(alias, payload.task_name)
+    mistake = checks.setup_mistake(alias, payload.task_name)
     if mistake is None and not isinstance(exc, DjangoDbError):
         mistake = f"{type(exc).__name__}: {exc}"  # not the database's: a retry would not help
     if mistake is not None:
@@ -353,17 +352,6 @@ def _enqueue_failed(alias: str, payload: TaskSendPayload, exc: Exception) -> Tas
         payload=payload,
         exception=exc,
     )
-
-
-def setup_mistake(alias: str, task_name: str) -> str | None:
-    """What the system checks say about the setup a send needs, if it is wrong (asked only
-    after a failed insert: `manage.py shell` and scripts do not run the checks)."""
-    found = checks.database_messages(alias)
-    if not found and not apps.is_installed("horsies_django"):
-        found = [checks.app_not_installed([task_name])]
-    if not found:
-        return None
-    return f"{found[0].msg} {found[0].hint} (system check {found[0].id})"
 
 
 def replay(
@@ -537,18 +525,37 @@ def send_many(
         definition.name, definition.queue_name, priority, None, opts.good_until
     )
     limit = horsies_settings().MAX_PAYLOAD_BYTES
-    rows: list[tuple[str, str, str]] = []
+    flat, required = definition.flat_types, definition.required_params
+    ids: list[str] = []
+    texts: list[str] = []
+    signatures: list[str] = []
     refused: dict[int, Err[TaskSendError]] = {}
-    for i, kwargs in enumerate(items):
-        row = _flat_row(definition, kwargs, limit, shas)
-        if row is None:
-            prepared = prepare(definition, kwargs, options=opts)
-            if isinstance(prepared, Err):
-                refused[i] = prepared
-                continue
-            row = prepared.value.task_id, prepared.value.kwargs_json, prepared.value.enqueue_sha
-        rows.append(row)
-    sent = _send_rows(definition, opts, priority, rows) if rows else []
+    for i, kwargs in enumerate(items):  # _flat_row() inlined: this loop is the bulk send's cost
+        text = (
+            codec.encode_flat_arguments(kwargs, flat, limit)
+            if type(kwargs) is dict and kwargs.keys() >= required
+            else None
+        )
+        if text is not None:
+            task_id = str(uuid7())
+            ids.append(task_id)
+            texts.append(text)
+            kwargs_canonical = text if len(kwargs) < 2 else canonical.flat(kwargs)
+            signatures.append(shas.of_new(task_id, kwargs_canonical))
+            continue
+        prepared = prepare(definition, kwargs, options=opts)
+        if isinstance(prepared, Err):
+            refused[i] = prepared
+            continue
+        ids.append(prepared.value.task_id)
+        texts.append(prepared.value.kwargs_json)
+        signatures.append(prepared.value.enqueue_sha)
+    rows = producer_queries.NewTasks(
+        *(definition.name, definition.queue_name, priority, opts.good_until),
+        *(definition.timeout_ms, definition.max_retries, definition.options_json),
+        *(ids, texts, signatures),
+    )
+    sent = _send_rows(definition, rows) if ids else []
     if not refused:
         return sent
     rest = iter(sent)
@@ -556,39 +563,34 @@ def send_many(
 
 
 def _send_rows(
-    definition: TaskDefinition,
-    opts: TaskSendOptions,
-    priority: int,
-    rows: list[tuple[str, str, str]],
+    definition: TaskDefinition, rows: producer_queries.NewTasks
 ) -> list[TaskSendResult[TaskHandle[Any]]]:
-    """Insert send_many's rows (task id, kwargs JSON, sha), resending on transient errors when
-    configured; one result per row."""
-    name, queue = definition.name, definition.queue_name
+    """Insert send_many's rows, resending on transient errors when configured; one result per
+    row."""
 
     def payloads() -> Iterator[TaskSendPayload]:  # what errors carry, for a replay
-        for task_id, text, signature in rows:
+        for task_id, text, signature in zip(
+            rows.task_ids, rows.kwargs_json, rows.enqueue_shas, strict=True
+        ):
             yield TaskSendPayload(
-                task_id, name, queue, priority, text, None, opts.good_until, signature
+                *(task_id, rows.task_name, rows.queue_name, rows.priority, text, None),
+                *(rows.good_until, signature),
             )
 
     if in_event_loop():
         return [Err(_async_context(payload)) for payload in payloads()]
     settings = horsies_settings()
     alias, prepare = settings.DATABASE_ALIAS, settings.PREPARED_STATEMENTS
-    ids, texts, signatures = zip(*rows, strict=True)
-    tasks = producer_queries.NewTasks(
-        *(name, queue, priority, opts.good_until, definition.timeout_ms),
-        *(definition.max_retries, definition.options_json, ids, texts, signatures),
-    )
-    failure = _insert_many_once(alias, tasks, prepare)
+    failure = _insert_many_once(alias, rows, prepare)
     for delay in RESEND_DELAYS_S if settings.RESEND_ON_TRANSIENT_ERR else ():
         transient = isinstance(failure, OperationalError | InterfaceError)
         if failure is None or not transient or _in_atomic(alias):
             break
         time.sleep(delay)  # backoff before resending to a database that just failed
-        failure = _insert_many_once(alias, tasks, prepare)
+        failure = _insert_many_once(alias, rows, prepare)
     if failure is not None:
         return [Err(_enqueue_failed(alias, payload, failure)) for payload in payloads()]
+    name, ids = definition.name, rows.task_ids
     sent: list[TaskSendResult[TaskHandle[Any]]] = [Ok(TaskHandle(i, name)) for i in ids]
     _announce(definition, ids)
     if settings.EAGER:
