@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from benchmarks.hosts import drain, records
+from benchmarks.hosts import drain, records, report
 from benchmarks.hosts.naming import Host, hba_lines, hosts, is_ours, listen_addresses
 from benchmarks.hosts.queues import CAPS, CLUSTER_WIDE_CAP, capped
 from benchmarks.hosts.sampling import running_maxima, wait_event_shares
@@ -161,3 +161,16 @@ def test_a_clean_recovery_is_ok() -> None:
         verdict = records.judge(records.task_records(cur, "hosts.recorded", [CUT_WORKER]))
     assert verdict.ok
     assert verdict.summary()["recovered_from_cut_host"] == 1
+
+
+def test_scaling_is_the_median_of_same_repeat_ratios() -> None:
+    drains = [
+        {"repeat": 0, "hosts": 1, "drain_10_90_per_s": 100.0},
+        {"repeat": 0, "hosts": 2, "drain_10_90_per_s": 150.0},
+        {"repeat": 1, "hosts": 1, "drain_10_90_per_s": 200.0},
+        {"repeat": 1, "hosts": 2, "drain_10_90_per_s": 220.0},
+        {"repeat": 2, "hosts": 1, "drain_10_90_per_s": 100.0},
+        {"repeat": 2, "hosts": 2, "drain_10_90_per_s": 130.0},
+    ]
+    assert report.same_repeat_ratio(drains, 2) == pytest.approx(1.3)
+    assert report.same_repeat_ratio(drains, 1) == 1.0

@@ -29,6 +29,8 @@ SELECT (SELECT count(*) FROM horsies_task WHERE status = 'PENDING')
      + (SELECT count(*) FROM horsies_task WHERE status IN ('CLAIMED', 'RUNNING'))
 """
 COMPLETED: Final = "SELECT count(*) FROM horsies_task WHERE status = 'COMPLETED'"
+# Diagnostic only: the statement trigger that NOTIFYs horsies_task_done for `get()` waiters.
+DONE_TRIGGER: Final = "ALTER TABLE horsies_task {} TRIGGER horsies_task_done_update"
 SEND_CHUNK: Final = 1_000
 TIMEOUT_S: Final = 600.0
 
@@ -66,9 +68,14 @@ def rates(series: list[tuple[float, int]], n: int) -> dict[str, float]:
     }
 
 
-def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, Any]:
+def run(
+    cluster: Cluster, host_count: int, processes: int, n: int, done_notify: bool = True
+) -> dict[str, Any]:
+    """One drain. `done_notify=False` disables the trigger that notifies `get()` waiters of
+    outcomes for this drain (a diagnostic: it shows what that NOTIFY costs)."""
     cluster.reset()
     send_backlog(n)
+    cluster.sql(DONE_TRIGGER.format("ENABLE" if done_notify else "DISABLE"))
     cluster.sql("CHECKPOINT")
     waits = Sampler(cluster.local_url, WAIT_EVENTS, 0.05)
     locks = Sampler(cluster.local_url, OBJECT_LOCKS, 0.05)
@@ -96,6 +103,7 @@ def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, 
     locks.stop()
     connections = dict(cluster.sql(CONNECTIONS_BY_HOST))
     cluster.stop_workers()
+    cluster.sql(DONE_TRIGGER.format("ENABLE"))
     completed = int(cluster.sql(COMPLETED)[0][0])
     if completed != n:
         raise RuntimeError(f"drain with {host_count} hosts: {completed} of {n} COMPLETED")
@@ -103,6 +111,7 @@ def run(cluster: Cluster, host_count: int, processes: int, n: int) -> dict[str, 
         "hosts": host_count,
         "processes_per_host": processes,
         "n": n,
+        "done_notify": done_notify,
         **rates(series, n),
         "polls": len(series) - 1,
         "connections_by_host": connections,

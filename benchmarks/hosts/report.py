@@ -10,16 +10,42 @@ def _top_waits(events: dict[str, float], k: int = 4) -> str:
     return ", ".join(f"{name} {share:.0%}" for name, share in list(events.items())[:k])
 
 
+def _notify_lock(drain: dict[str, Any]) -> str:
+    """Sessions holding / awaiting the NOTIFY lock (pg_database, objid 0), mean per sample."""
+    locks = drain.get("object_locks_per_sample", {})
+    held = locks.get("pg_database 0 AccessExclusiveLock held", 0.0)
+    awaited = locks.get("pg_database 0 AccessExclusiveLock awaited", 0.0)
+    return f"{held:.2f} / {awaited:.2f}"
+
+
+def drain_title(done_notify: bool) -> str:
+    if done_notify:
+        return "drain (medians over repeats; x 1 host: median of same-repeat ratios)"
+    return "drain with the outcome NOTIFY trigger disabled (diagnostic)"
+
+
+def same_repeat_ratio(drains: list[dict[str, Any]], hosts: int) -> float:
+    """Median over repeats of (rate with `hosts`) / (rate with the fewest hosts, same repeat)."""
+    fewest = min(d["hosts"] for d in drains)
+    base = {d["repeat"]: d["drain_10_90_per_s"] for d in drains if d["hosts"] == fewest}
+    return float(
+        statistics.median(
+            d["drain_10_90_per_s"] / base[d["repeat"]]
+            for d in drains
+            if d["hosts"] == hosts and d["repeat"] in base
+        )
+    )
+
+
 def drain_table(drains: list[dict[str, Any]]) -> list[str]:
     by_hosts: dict[int, list[dict[str, Any]]] = {}
     for d in drains:
         by_hosts.setdefault(d["hosts"], []).append(d)
-    base = statistics.median(d["drain_10_90_per_s"] for d in by_hosts[min(by_hosts)])
     lines = [
         "| hosts | children | drain 10-90 % (tasks/s) | x 1 host | incl. start-up (tasks/s) "
         "| PostgreSQL cores | workers cores | machine busy cores | active sessions "
-        "| connections per host | top wait events of active sessions |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| connections per host | NOTIFY lock held / awaited | top wait events |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for hosts, runs in sorted(by_hosts.items()):
         mid = statistics.median(r["drain_10_90_per_s"] for r in runs)
@@ -30,11 +56,13 @@ def drain_table(drains: list[dict[str, Any]]) -> list[str]:
             return float(statistics.median(r["cpu"][key] for r in rs))
 
         lines.append(
-            f"| {hosts} | {hosts * last['processes_per_host']} | {mid:,.0f} | {mid / base:.2f} "
+            f"| {hosts} | {hosts * last['processes_per_host']} | {mid:,.0f} "
+            f"| {same_repeat_ratio(drains, hosts):.2f} "
             f"| {incl:,.0f} | {med('postgres_cores'):.2f} | {med('workers_cores'):.2f} "
             f"| {med('machine_busy_cores'):.2f} of {last['cpu']['machine_cores']} "
             f"| {last['mean_active_sessions']:.1f} "
             f"| {max(last.get('connections_by_host', {}).values(), default=0)} "
+            f"| {_notify_lock(last)} "
             f"| {_top_waits(last['wait_events'])} |"
         )
     return lines

@@ -45,6 +45,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default="drain,caps,cutoff,cutoff-no-tcp-timeouts",
         help="phases to run (drain,caps,cutoff,cutoff-no-tcp-timeouts)",
     )
+    parser.add_argument(
+        "--diagnose-notify",
+        action="store_true",
+        help="also drain with the outcome NOTIFY trigger disabled (a diagnostic)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small backlogs")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -100,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"hosts-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     lines = [f"results: {path}", ""]
-    if results["drains"]:
-        lines += [*report.drain_table(results["drains"]), ""]
+    for notify in (True, False):
+        drains = [d for d in results["drains"] if d["done_notify"] is notify]
+        if drains:
+            lines += [report.drain_title(notify), "", *report.drain_table(drains), ""]
     for capped_run in results.get("caps", []):
         lines += report.caps_lines(capped_run)
     for cut in results["cutoffs"]:
