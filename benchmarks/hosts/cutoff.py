@@ -47,7 +47,14 @@ WHERE worker_id = %s AND outcome = 'COMPLETED' AND started_at > %s
 """
 RUNS_BY_HOST: Final = "SELECT host, count(*) FROM hosts_run GROUP BY 1 ORDER BY 1"
 RUNS_AFTER: Final = "SELECT count(*) FROM hosts_run WHERE host = %s AND recorded_at > %s"
+# The victim's worker sessions opened before the cut and still open on the server at the end.
+OLD_WORKER_SESSIONS: Final = """
+SELECT count(*) FROM pg_stat_activity
+WHERE client_addr = %s::inet AND application_name = 'horsies_worker' AND backend_start < %s
+"""
 LATE_OUTCOME_LOG: Final = "discarded the late outcome"
+# Lines of the victim's log that tell how it lived through the cut.
+LOG_MARKERS: Final = ("lost", "reconnect", "discarded", "could not")
 
 
 def send(n: int, ms: int) -> None:
@@ -127,10 +134,12 @@ def run(
     wait_until("every task to finish", lambda: count(UNFINISHED) == 0, TIMEOUT_S, 0.1)
     all_done_after = time.perf_counter() - t_cut
     connections = dict(cluster.sql(CONNECTIONS_BY_HOST))
+    old_sessions = count(OLD_WORKER_SESSIONS, victim.inside_address, cut_at_db)
     cluster.stop_workers()
     with cluster.conn.cursor() as cur:
         verdict = records.judge(records.task_records(cur, TASK_NAME, [victim_id]))
-    late_logged = victim_log.read_text(errors="replace").count(LATE_OUTCOME_LOG)
+    victim_lines = victim_log.read_text(errors="replace").splitlines()
+    late_logged = sum(LATE_OUTCOME_LOG in line for line in victim_lines)
     return {
         "hosts": host_count,
         "processes_per_host": processes,
@@ -150,6 +159,8 @@ def run(
         "runs_by_host": dict(cluster.sql(RUNS_BY_HOST)),
         "connections_by_host": connections,
         "late_outcomes_discarded_logged": late_logged,
+        "victim_worker_sessions_from_before_cut_at_end": old_sessions,
+        "victim_log": [line for line in victim_lines if any(m in line for m in LOG_MARKERS)][:30],
         "verdict": verdict.summary(),
         "ok": verdict.ok,
     }
