@@ -100,6 +100,7 @@ def cutoff_lines(cut: dict[str, Any]) -> list[str]:
         f"  recovered from the cut host {v['recovered_from_cut_host']}, of which ran twice "
         f"{v['ran_twice_recovered']}; ran twice unexplained {v['ran_twice_unexplained']}; "
         f"late outcomes discarded (victim's log) {cut['late_outcomes_discarded_logged']}; "
-        f"runs by host {cut['runs_by_host']}; connections by host {cut['connections_by_host']} "
-        "-> " + ("OK" if cut["ok"] else "FAILED"),
+        f"runs by host {cut['runs_by_host']}; connections by host {cut['connections_by_host']}, "
+        f"{cut['victim_worker_sessions_from_before_cut_at_end']} of the victim's from before "
+        "the cut -> " + ("OK" if cut["ok"] else "FAILED"),
     ]
