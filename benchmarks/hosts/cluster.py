@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -155,7 +155,9 @@ def _setup_django(url: str) -> None:
         records.create_runs_table(cur)
 
 
-def wait_until(what: str, done: Any, timeout_s: float, interval_s: float = 0.02) -> float:
+def wait_until(
+    what: str, done: Callable[[], bool], timeout_s: float, interval_s: float = 0.02
+) -> float:
     """Poll `done()` until true; the time it took. Raises after `timeout_s`."""
     start = time.perf_counter()
     while not done():
