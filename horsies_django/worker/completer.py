@@ -81,9 +81,10 @@ class Completer:
         return None
 
     def connect(self) -> None:
-        """Open the connection now rather than at the first outcome (a failure is retried then)."""
+        """Open the connection now, warmed up for `FINISH`, rather than at the first outcome (a
+        failure is retried then)."""
         if self._outbox is None:
-            self._open()
+            self._open(warm_up=True)
 
     def flush(self) -> None:
         """Send the next batch if nothing is in flight."""
@@ -146,12 +147,19 @@ class Completer:
         self._isolate = max(0, self._isolate - len(batch))
         return batch
 
-    def _open(self) -> Outbox | None:
+    def _open(self, *, warm_up: bool = False) -> Outbox | None:
         if time.monotonic() < self._next_connect:
             return None
         try:
             statements = {FINISH: worker_queries.FINISH, RELEASE: worker_queries.RELEASE_CLAIMS}
-            self._outbox = Outbox(self._connect(), statements)
+            conn = self._connect()
+            try:
+                if warm_up:
+                    worker_queries.warm_up_finish(conn)
+                self._outbox = Outbox(conn, statements)
+            except BaseException:
+                conn.close()
+                raise
         except psycopg.Error as exc:
             self._retry_later(exc)
             return None

@@ -35,6 +35,13 @@ class Heartbeat:
         self.next_maintenance = 0.0
         self.next_schedule = 0.0
 
+    def registered(self) -> None:
+        """The worker row was just written with a heartbeat: the first beat and the first
+        maintenance come one heartbeat interval later, so that neither holds up the first task."""
+        self.next_beat = self.next_maintenance = (
+            time.monotonic() + self.settings.HEARTBEAT_INTERVAL_MS / 1000
+        )
+
     def beat_due(self, now: float) -> bool:
         return now >= self.next_beat
 

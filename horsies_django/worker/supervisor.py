@@ -91,6 +91,7 @@ class Supervisor:
             self.pool.kill_all()
             raise
         self.timeline.mark("connected")
+        self.heartbeat.registered()
         self.recorder = OutcomeRecorder(
             self.completer, self.worker_id, lambda seconds: self.producer.due_in(seconds)
         )
