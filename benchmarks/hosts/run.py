@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                 for repeat in range(args.repeats):
                     order = counts if repeat % 2 == 0 else counts[::-1]
                     for count in order:
-                        log(f"drain: {count} host(s), repeat {repeat + 1}")
-                        results["drains"].append(drain.run(cluster, count, args.processes, args.n))
+                        for notify in (True, False) if args.diagnose_notify else (True,):
+                            log(f"drain: {count} host(s), repeat {repeat + 1}, notify {notify}")
+                            result = drain.run(cluster, count, args.processes, args.n, notify)
+                            results["drains"].append({"repeat": repeat, **result})
             if "caps" in phases:
                 results["caps"] = []
                 for poll_ms in (None, args.caps_poll_ms):
