@@ -60,6 +60,9 @@ def drain_sample(
 ) -> DrainSample:
     """Start a worker, time `sample` more completions of tasks sent since `since`, stop it."""
     with psycopg.connect(url, autocommit=True) as conn:
+        # As benchmarks/workloads.py's drain: no dirty pages of the fill or a VACUUM left for
+        # the checkpointer to write while the drain's commits wait for their fsyncs.
+        conn.execute("CHECKPOINT")
         done0 = _count(conn, since)
         target = done0 + sample
         workers = HorsiesQueue(url).worker_group(processes, log_path)
