@@ -17,8 +17,6 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-import psutil
-
 from horsies_django.db.claim import Claimed
 from horsies_django.worker import fork_server, inheritance
 from horsies_django.worker.child import STAMP_JOB, STAMP_TIME, child_main
@@ -79,6 +77,8 @@ class Slot:
         return datetime.fromtimestamp(self.stamp[STAMP_TIME], UTC)
 
     def rss_bytes(self) -> int:
+        import psutil  # here: only --max-memory-per-child needs it, and it takes 10 ms to import
+
         try:
             return int(psutil.Process(self.process.pid).memory_info().rss)
         except (psutil.Error, TypeError):
