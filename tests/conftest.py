@@ -22,12 +22,22 @@ import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0
 
 
 FAULTS = ROOT / "tests" / "faults"
+
+# Property tests assume nothing about the machine's speed: no per-example deadline, and no
+# "input generation is slow" failure (a fresh clone's first text strategy builds Hypothesis's
+# Unicode tables, which took 1.2 s on a loaded machine and failed a codec test).
+hypothesis_settings.register_profile(
+    "horsies", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("horsies")
 
 
 def pytest_configure(config: pytest.Config) -> None:
