@@ -39,7 +39,7 @@ READY_STEPS: Final = tuple(STEPS)[: tuple(STEPS).index("children_ready") + 1]
 def process_started_at() -> float | None:
     """When the OS started this process (epoch seconds), or None where it cannot tell."""
     try:
-        with open("/proc/self/stat", encoding="ascii") as fh:
+        with open("/proc/self/stat", encoding="utf-8", errors="replace") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
         ticks = int(fields[19])  # starttime: clock ticks after boot (field 22 of stat)
         since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
