@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from horsies_django.db import connections, notify, worker_queries
 from horsies_django.worker.startup import STEPS, TRACE_ENV
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess, sql_rows, wait_until
 from tests.testapp.tasks import add
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -62,3 +63,22 @@ def test_the_worker_logs_and_writes_its_start_up_steps(
     times = [since_start[step] for step in in_order]
     assert times == sorted(times), since_start
     assert since_start["first_completion"] == pytest.approx(int(first[2]), abs=1)
+
+
+def test_warming_up_the_outcome_connection_records_and_announces_nothing() -> None:
+    task_id = add.send(a=1, b=1).ok_value.task_id
+    channels = [notify.TASK_DONE_CHANNEL, notify.WORKFLOW_DONE_CHANNEL]
+    listener = notify.open_listener("default", channels)
+    conn = connections.connect("default")
+    try:
+        worker_queries.warm_up_finish(conn)
+        # Notifications of one session arrive in commit order: once this marker is in, anything
+        # the warm-up had committed would be in too.
+        conn.execute("NOTIFY horsies_task_done, 'marker'")
+        received = [(n.channel, n.payload) for n in listener.notifies(timeout=30, stop_after=1)]
+    finally:
+        conn.close()
+        listener.close()
+    assert received == [(notify.TASK_DONE_CHANNEL, "marker")]
+    assert sql_rows("SELECT status FROM horsies_task WHERE id = %s", task_id) == [("PENDING",)]
+    assert sql_rows("SELECT count(*) FROM horsies_task_attempt") == [(0,)]
