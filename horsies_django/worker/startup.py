@@ -62,12 +62,14 @@ class Timeline:
         return "first_completion" in self.stamps
 
     def mark(self, step: str) -> None:
-        """Stamp `step` (once); log the summary when the children are ready or the first
-        outcome is recorded."""
+        """Stamp `step` (once); when the children are ready or the first outcome is recorded,
+        write the trace file, then log the summary (a reader of the log finds the file written)."""
         if step in self.stamps:
             return
         assert step in STEPS, step
         self.stamps[step] = time.time()
+        if step in ("children_ready", "first_completion"):
+            self.write()
         if step == "children_ready":
             logger.info("worker ready in %s", self.summary(READY_STEPS))
         elif step == "first_completion":
@@ -76,8 +78,6 @@ class Timeline:
                 self._since_start("first_claim"),
                 self._since_start("first_completion"),
             )
-        if step in ("children_ready", "first_completion"):
-            self.write()
 
     def summary(self, steps: tuple[str, ...]) -> str:
         """`612 ms (python and django.setup 420 ms, ...)`: the total, then the time from each
