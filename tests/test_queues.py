@@ -135,6 +135,25 @@ def test_cluster_wide_cap_holds(qtasks: ModuleType, start_worker: StartWorker) -
     assert peak <= 3
 
 
+def test_a_claim_cut_short_by_a_cap_is_retried_when_a_task_finishes_anywhere(
+    qtasks: ModuleType, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Not at the next poll: with polls 10 minutes apart, twelve tasks go one at a time through
+    CLUSTER_WIDE_CAP=1 on two workers, each woken by the notification of a finished task."""
+    log = tmp_path / "capped-order"
+    for i in range(12):
+        qtasks.normal.send(path=str(log), token=str(i))
+    for _ in range(2):
+        custom_worker(
+            start_worker, "--processes", "2", CLUSTER_WIDE_CAP=1, POLL_INTERVAL_MS=600_000
+        )
+    wait_until(
+        lambda: sql_value("SELECT count(*) FROM horsies_task WHERE status = 'COMPLETED'") == 12,
+        what="twelve tasks through a cap of one, long before the next poll",
+    )
+    assert sorted(log.read_text().split(), key=int) == [str(i) for i in range(12)]
+
+
 def test_paused_queue_is_never_claimed(
     qtasks: ModuleType, start_worker: StartWorker, tmp_path: Path
 ) -> None:

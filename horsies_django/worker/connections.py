@@ -38,8 +38,13 @@ type Connection = psycopg.Connection[connections.Row]
 
 
 class ConnectionKeeper:
-    def __init__(self, settings: HorsiesSettings) -> None:
+    def __init__(self, settings: HorsiesSettings, *, hear_finished: bool = False) -> None:
         self.settings = settings
+        # Also LISTEN for finished tasks (a worker of capped queues: a task finishing anywhere
+        # may free the room its last claim lacked).
+        self.channels = [notify.TASK_NEW_CHANNEL] + (
+            [notify.TASK_DONE_CHANNEL] if hear_finished else []
+        )
         self.alias = settings.DATABASE_ALIAS
         self.pooled = behind_transaction_pooler(self.alias)
         self.params: dict[str, Any] = connections.connection_params(self.alias)
@@ -96,9 +101,9 @@ class ConnectionKeeper:
         return True
 
     def open_listener(self) -> bool:
-        """LISTEN for new tasks; False (and polling meanwhile) if it cannot."""
+        """LISTEN for new (and finished) tasks; False (and polling meanwhile) if it cannot."""
         try:
-            self.listener = open_listener(self.session_alias, [notify.TASK_NEW_CHANNEL])
+            self.listener = open_listener(self.session_alias, self.channels)
         except DB_ERRORS as exc:
             logger.warning("could not LISTEN (%s); polling meanwhile", exc)
             self.listener = None
@@ -113,16 +118,18 @@ class ConnectionKeeper:
         self.listener = None
         self.next_reconnect = time.monotonic() + self.backoff
 
-    def new_tasks(self) -> list[str]:
-        """Payloads of the new-task notifications received (the listener is dropped if lost)."""
+    def notifications(self) -> tuple[list[str], bool]:
+        """Payloads of the new-task notifications received, and whether tasks finished (the
+        listener is dropped if lost)."""
         assert self.listener is not None
         try:
             notes = pending_notifications(self.listener)
         except DB_ERRORS as exc:
             logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
             self.drop_listener()
-            return []
-        return [payload for channel, payload in notes if channel == notify.TASK_NEW_CHANNEL]
+            return [], False
+        new = [payload for channel, payload in notes if channel == notify.TASK_NEW_CHANNEL]
+        return new, any(channel == notify.TASK_DONE_CHANNEL for channel, _ in notes)
 
     def wake(self) -> float | None:
         """When to try reconnecting, if anything is down."""

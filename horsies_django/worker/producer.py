@@ -4,8 +4,9 @@ Invariant: the worker holds no more than its idle children plus what the claim-a
 allows (see `claim_ahead`), and never holds a task another worker could start sooner: held
 tasks beyond the policy's room, or held past `HOLD_MAX_S`, are handed back. Uncapped claims are
 sent on the `claims` connection without waiting (their reply is read when it arrives); capped
-claims run synchronously under the cap lock. It wakes for notifications, polls every
-`POLL_INTERVAL_MS`, and sets a timer for delayed tasks and retries.
+claims run synchronously under the cap lock. It wakes for notifications (of new tasks, and with
+capped queues of finished ones), polls every `POLL_INTERVAL_MS`, and sets a timer for delayed
+tasks and retries.
 """
 
 from __future__ import annotations
@@ -235,6 +236,14 @@ class Producer:
             self.wanted = True
         else:
             self.due_in(due_in_s)
+
+    def room_freed(self) -> None:
+        """Tasks finished (on any worker): a capped queue may have room again, claim now.
+
+        Without it, a claim cut short by a cap waited for the next poll or send.
+        """
+        if self.planner.capped:
+            self.wanted = True
 
     def due_in(self, seconds: float) -> None:
         """Wake up to claim when a delayed task or a retry becomes due."""

@@ -60,7 +60,7 @@ class Supervisor:
         self.hostname = socket.gethostname()
         self.name = options.worker_name or f"{self.hostname}:{os.getpid()}"
         self.planner = ClaimPlanner(self.settings, options.queues)
-        self.keeper = ConnectionKeeper(self.settings)
+        self.keeper = ConnectionKeeper(self.settings, hear_finished=self.planner.capped)
         params, pooled = self.keeper.params, self.keeper.pooled
         self.completer = Completer(lambda: connections.connect_worker(params, pooled=pooled))
         self.heartbeat = Heartbeat(self.settings, self.worker_id, scheduler=options.scheduler)
@@ -260,8 +260,11 @@ class Supervisor:
 
     def _handle_ready(self, obj: Any) -> None:
         if obj is self.keeper.listener:
-            for payload in self.keeper.new_tasks():
+            new, finished = self.keeper.notifications()
+            for payload in new:
                 self.producer.announced(payload)
+            if finished:
+                self.producer.room_freed()
         elif isinstance(obj, int) and obj == self._signal_r:
             self._handle_signals()
         elif obj is self.completer.waitable():
