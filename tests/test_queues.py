@@ -17,8 +17,9 @@ import pytest
 from django.test import override_settings
 
 from horsies_django import TaskSendOptions
-from horsies_django.conf import horsies_settings
+from horsies_django.conf import horsies_settings, parse
 from horsies_django.db import claim
+from horsies_django.worker.claims import ClaimPlanner
 from tests.conftest import WorkerProcess, database_url, sql_value, wait_until
 from tests.update_log import forget_updates, logged_updates, wait_completed
 
@@ -152,6 +153,24 @@ def test_a_claim_cut_short_by_a_cap_is_retried_when_a_task_finishes_anywhere(
         what="twelve tasks through a cap of one, long before the next poll",
     )
     assert sorted(log.read_text().split(), key=int) == [str(i) for i in range(12)]
+
+
+def claimed_from(queue: str, count: int) -> list[claim.Claimed]:
+    return [
+        claim.Claimed(str(uuid.uuid4()), "t", "{}", 1, 0, "{}", None, None, queue)
+        for _ in range(count)
+    ]
+
+
+def test_only_a_claim_that_a_cap_ended_waits_for_finished_tasks() -> None:
+    """A claim that found no backlog is not repeated for every task finishing anywhere."""
+    planner = ClaimPlanner(parse({**CUSTOM, "CLUSTER_WIDE_CAP": 3}), ["capped", "normal"])
+    room = {"capped": 2, "normal": 4}  # 4 free children; the capped queue's cap leaves 2
+    assert planner._cap_binding(claimed_from("capped", 2), room, 3, 4)  # its cap used up
+    assert planner._cap_binding([], {"capped": 0, "normal": 0}, 0, 4)  # every cap full
+    assert planner._cap_binding(claimed_from("normal", 3), room, 3, 4)  # the cluster cap
+    assert not planner._cap_binding(claimed_from("capped", 1), room, 3, 4)  # backlog ran out
+    assert not planner._cap_binding([], room, 4, 4)  # nothing to claim
 
 
 def test_paused_queue_is_never_claimed(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from typing import Final
 
@@ -30,6 +31,9 @@ class ClaimPlanner:
         self.capped = settings.CLUSTER_WIDE_CAP is not None or any(
             q.max_concurrency is not None for q in self.queues
         )
+        # The last capped claim took all a cap let it (a full cap included): a task finishing
+        # anywhere may free room for the next one.
+        self.held_back_by_cap = False
 
     @staticmethod
     def _select(settings: HorsiesSettings, only: Sequence[str] | None) -> list[QueueSpec]:
@@ -52,7 +56,9 @@ class ClaimPlanner:
         with conn.transaction():
             worker_queries.lock_caps(conn, CAP_LOCK_KEY)
             limits, total = self._room(conn, {q.name: free for q in self.queues}, free)
-            return self._claim(conn, worker_id, limits, total)
+            claimed = self._claim(conn, worker_id, limits, total)
+        self.held_back_by_cap = self._cap_binding(claimed, limits, total, free)
+        return claimed
 
     def uncapped(self, free: int) -> list[QueueSlot]:
         """Every queue of this worker with room for `free` tasks (no cap applies)."""
@@ -76,6 +82,19 @@ class ClaimPlanner:
             return []
         return claim_tasks(
             conn, worker_id=worker_id, slots=slots, limit=total, lease_s=self.lease_s
+        )
+
+    def _cap_binding(
+        self, claimed: list[Claimed], limits: dict[str, int], total: int, free: int
+    ) -> bool:
+        """Whether a cap, not the backlog, ended this claim: a capped limit was used up."""
+        if total < free and len(claimed) >= total:
+            return True
+        counts = Counter(c.queue_name for c in claimed)
+        return any(
+            limits[q.name] < free and counts[q.name] >= limits[q.name]
+            for q in self.queues
+            if q.max_concurrency is not None
         )
 
     def _room(

@@ -238,11 +238,12 @@ class Producer:
             self.due_in(due_in_s)
 
     def room_freed(self) -> None:
-        """Tasks finished (on any worker): a capped queue may have room again, claim now.
+        """Tasks finished (on any worker): if a cap ended the last claim, claim now.
 
-        Without it, a claim cut short by a cap waited for the next poll or send.
+        Without it, a claim cut short by a cap waited for the next poll or send; a claim that
+        found no backlog is not repeated for every task that finishes.
         """
-        if self.planner.capped:
+        if self.planner.held_back_by_cap:
             self.wanted = True
 
     def due_in(self, seconds: float) -> None:
