@@ -11,7 +11,7 @@ import importlib.util
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -26,17 +26,11 @@ from horsies_django.registered import TaskTable, suppress_sends, suppressed, tab
 from horsies_django.retry import RetryPolicy
 from horsies_django.schedules.declared import DEFAULT_MAX_CATCH_UP, Schedule, declare
 from horsies_django.schedules.patterns import Pattern
+from horsies_django.states import OnError
 from horsies_django.types import TaskError, TaskResult, TaskSendOptions, TaskSendResult
-from horsies_django.workflows.spec import (
-    Node,
-    NodeRef,
-    OnError,
-    SuccessPolicy,
-    TaskNode,
-    WorkflowSpec,
-    task_node,
-)
-from horsies_django.workflows.validation import build_spec
+
+if TYPE_CHECKING:
+    from horsies_django.workflows.spec import Node, NodeRef, SuccessPolicy, TaskNode, WorkflowSpec
 
 logger = logging.getLogger("horsies_django.registry")
 
@@ -139,6 +133,8 @@ class TaskFunction[**P, T]:
         workflow is built (`app.workflow(...)` or `WorkflowDefinition.build()`)."""
 
         def make(**kwargs: Any) -> TaskNode[T]:
+            from horsies_django.workflows.spec import task_node
+
             return task_node(
                 self.definition,
                 kwargs,
@@ -258,6 +254,8 @@ class Registry:
     ) -> WorkflowSpec:
         """Build a workflow from nodes in index order; raises `WorkflowValidationError` listing
         every problem (node ids default to `<slug of name>:<index>`)."""
+        from horsies_django.workflows.validation import build_spec
+
         return build_spec(
             name,
             [(None, node) for node in tasks],

@@ -87,6 +87,16 @@ WORKFLOW_TERMINAL_STATES: Final = frozenset(
 WORKFLOW_OPEN_STATES: Final = frozenset(WorkflowStatus) - WORKFLOW_TERMINAL_STATES
 
 
+class OnError(StrEnum):
+    """What a node's failure does to its workflow: FAIL keeps resolving, PAUSE stops it.
+
+    Exported by `horsies_django.workflows`; defined here so that the registry (whose
+    `app.workflow()` defaults to FAIL) need not import the workflow modules."""
+
+    FAIL = "FAIL"
+    PAUSE = "PAUSE"
+
+
 class NodeStatus(StrEnum):
     """A workflow node's lifecycle; RUNNING is shown while an ENQUEUED node's task runs."""
 

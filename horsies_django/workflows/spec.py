@@ -10,20 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Final, Literal
 
 from horsies_django.definitions import TaskDefinition
+from horsies_django.states import OnError as OnError  # defined there: the registry needs it alone
 
 type Join = Literal["all", "any", "quorum"]
 JOINS: Final[tuple[str, ...]] = ("all", "any", "quorum")
-
-
-class OnError(StrEnum):
-    """What a node's failure does to its workflow: FAIL keeps resolving, PAUSE stops it."""
-
-    FAIL = "FAIL"
-    PAUSE = "PAUSE"
 
 
 # --------------------------------------------------------------------------- authoring

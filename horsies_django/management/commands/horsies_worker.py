@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
-from horsies_django import catalogue, logs
+from horsies_django import catalogue, checks, logs
 from horsies_django.conf import horsies_settings
 from horsies_django.exceptions import ConfigurationError
 from horsies_django.management.argtypes import int_between, non_negative_int, positive_seconds
@@ -51,6 +51,10 @@ def worker_name(value: str) -> str:
 
 class Command(BaseCommand):
     help = "Run a horsies worker: claim tasks and run them in a pool of child processes."
+    # horsies_django's own checks only (settings, task modules, schedules, pooler): they refuse
+    # a worker that would run with a bad configuration. Django's checks of the rest of the
+    # project (URLs, templates, admin, every model) belong in `manage.py check` at deploy.
+    requires_system_checks = [checks.TAG]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
