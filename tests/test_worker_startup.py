@@ -4,7 +4,10 @@ server. Each test runs the real command in a subprocess against the real databas
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from horsies_django.db import connections, notify, worker_queries
 from horsies_django.worker.startup import STEPS, TRACE_ENV
 from tests.conftest import WorkerProcess, sql_rows, wait_until
 from tests.testapp.tasks import add
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -85,3 +90,26 @@ def test_warming_up_the_outcome_connection_records_and_announces_nothing() -> No
     assert received == [(notify.TASK_DONE_CHANNEL, "marker")]
     assert sql_rows("SELECT status FROM horsies_task WHERE id = %s", task_id) == [("PENDING",)]
     assert sql_rows("SELECT count(*) FROM horsies_task_attempt") == [(0,)]
+
+
+def test_a_worker_whose_database_is_down_at_start_exits_with_the_error(tmp_path: Path) -> None:
+    """The children start while the connections open: when the main connection fails, the
+    worker kills its children and exits non-zero with the database's error."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing",  # nothing listens on port 1
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        TRACE_ENV: str(tmp_path / "startup.json"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "django", "horsies_worker", "--processes", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0, proc.stderr
+    assert "OperationalError" in proc.stderr, proc.stderr
+    assert "127.0.0.1" in proc.stderr, proc.stderr
