@@ -3,6 +3,7 @@
     ./dev bench-deep [--finished 10000000] [--pending 1000000] [--sample 50000]
         [--shallow 10000] [--processes 4] [--repeats 3] [--stream-seconds 120]
         [--stream-rate 2000] [--prune-age 10s] [--prune-every 2] [--no-stream] [--no-deep]
+        [--candidate-sql FILE]
 
 Two databases on the server of DATABASE_URL, each migrated: a shallow one (SHALLOW pending
 tasks on an otherwise empty table, sent anew before each of its drains) and the deep one
@@ -11,8 +12,11 @@ tasks sent with send_many, then VACUUM ANALYZE). Per repeat, in alternating orde
 PROCESSES children drains the shallow table, and SAMPLE of the deep table's pending tasks; the
 rates compared are the steady ones (completions after the first one per second). The claim is
 EXPLAINed (ANALYZE, BUFFERS) as the worker prepares it, on both tables and on the deep one
-again right after its drains. Then the stream phases of benchmarks/deep_stream.py run on the
-shallow database. Results: a table on stdout and benchmarks/results/deep-<timestamp>.json.
+again right after its drains. With --candidate-sql, FILE (e.g. a schema change before its
+migration exists: benchmarks/deep_finish_triggers.sql) is then run on both databases and the
+drains repeated, so the two sets compare on one fill. Then the stream phases of
+benchmarks/deep_stream.py run on the shallow database. Results: a table on stdout and
+benchmarks/results/deep-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +46,7 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 from benchmarks import environment  # noqa: E402
 from benchmarks.deep_drain import (  # noqa: E402
     ClaimPlan,
+    DrainSample,
     drain_sample,
     explain_claim,
     plan_cache_choice,
@@ -73,10 +79,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prune-every", type=float, default=2.0, help="seconds between passes (2)")
     p.add_argument("--no-stream", action="store_true", help="skip the stream phases")
     p.add_argument("--no-deep", action="store_true", help="skip the fill, drains and plans")
+    p.add_argument(
+        "--candidate-sql", type=Path, default=None,
+        help="SQL run on both databases after the drains, which then run again",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
-    if args.sample * args.repeats > args.pending:
-        p.error("--sample x --repeats must not exceed --pending")
+    drain_sets = 2 if args.candidate_sql else 1
+    if args.sample * args.repeats * drain_sets > args.pending:
+        p.error("--sample x --repeats (x 2 with --candidate-sql) must not exceed --pending")
     return args
 
 
@@ -144,27 +155,68 @@ def _plans(url: str, label: str) -> list[dict[str, Any]]:
     return out
 
 
-def shallow_round(url: str, n: int, processes: int, log_dir: Path, r: int) -> dict[str, Any]:
+def shallow_round(url: str, n: int, processes: int, log_dir: Path, r: str) -> dict[str, Any]:
     _sql(url, "TRUNCATE horsies_task_attempt, horsies_task, horsies_worker CASCADE")
     since = _now(url)
     _backlog(url, n)
     _sql(url, "VACUUM ANALYZE horsies_task", "VACUUM ANALYZE horsies_task_attempt")
     res = drain_sample(url, processes, n, since, log_dir / f"shallow.{r}.log")
     log(f"shallow {n:,}: steady {res.steady_per_s:,.0f}/s, incl. start-up "
-        f"{res.per_s_incl_startup:,.0f}/s, first after {res.first_completion_s:.2f}s")  # fmt: skip
+        f"{res.per_s_incl_startup:,.0f}/s, first after {res.first_completion_s:.2f}s; "
+        f"{_batches(res)}")  # fmt: skip
     return asdict(res)
 
 
 def deep_round(
-    url: str, sample: int, processes: int, since: datetime, log_dir: Path, r: int
+    url: str, sample: int, processes: int, since: datetime, log_dir: Path, r: str
 ) -> dict[str, Any]:
     _sql(url, "VACUUM ANALYZE horsies_task", "VACUUM ANALYZE horsies_task_attempt")
     res = drain_sample(url, processes, sample, since, log_dir / f"deep.{r}.log")
     log(f"deep sample {sample:,}: steady {res.steady_per_s:,.0f}/s, incl. start-up "
         f"{res.per_s_incl_startup:,.0f}/s, first after {res.first_completion_s:.2f}s; "
         f"killed {res.needed_kill}, left RUNNING {res.left_running}, "
-        f"crashed so far {res.crashed_so_far}")  # fmt: skip
+        f"crashed so far {res.crashed_so_far}; {_batches(res)}")  # fmt: skip
     return asdict(res)
+
+
+def _batches(res: DrainSample) -> str:
+    return (
+        f"outcomes recorded in {res.finish_statements:,} statements, "
+        f"{res.rows_per_finish:,.0f} rows each on average, at most {res.rows_per_finish_max:,}"
+    )
+
+
+def drain_set(
+    args: argparse.Namespace, url: str, shallow_url: str, since: datetime, log_dir: Path,
+    label: str, after_first: Callable[[], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """REPEATS drains of each table, in alternating order; their rates and same-repeat ratios.
+    `label` prefixes the worker logs' names; `after_first` runs after the first repeat."""
+    drains: dict[str, list[dict[str, Any]]] = {"shallow": [], "deep": []}
+    for r in range(args.repeats):
+        steps = ["shallow", "deep"] if r % 2 == 0 else ["deep", "shallow"]
+        for step in steps:
+            tag = f"{label}{r}"
+            if step == "shallow":
+                drains[step].append(
+                    shallow_round(shallow_url, args.shallow, args.processes, log_dir, tag)
+                )
+            else:
+                drains[step].append(
+                    deep_round(url, args.sample, args.processes, since, log_dir, tag)
+                )
+        if r == 0 and after_first is not None:
+            after_first()
+    ratios = [
+        d["steady_per_s"] / s["steady_per_s"]
+        for s, d in zip(drains["shallow"], drains["deep"], strict=True)
+    ]
+    log(f"deep / shallow steady rate ({label or 'as migrated'}), per repeat: "
+        f"{', '.join(f'{x:.2f}' for x in ratios)}")  # fmt: skip
+    return {
+        "drains": drains,
+        "steady_ratio_deep_to_shallow": {"per_repeat": ratios, "median": statistics.median(ratios)},
+    }
 
 
 def deep_part(
@@ -186,29 +238,22 @@ def deep_part(
     _sql(shallow_url, "VACUUM ANALYZE horsies_task", "VACUUM ANALYZE horsies_task_attempt")
     res["plans"] = _plans(shallow_url, f"shallow ({args.shallow:,} pending)")
     res["plans"] += _plans(url, "deep, after VACUUM ANALYZE")
-    drains: dict[str, list[dict[str, Any]]] = {"shallow": [], "deep": []}
-    for r in range(args.repeats):
-        steps = ["shallow", "deep"] if r % 2 == 0 else ["deep", "shallow"]
-        for step in steps:
-            if step == "shallow":
-                drains[step].append(
-                    shallow_round(shallow_url, args.shallow, args.processes, log_dir, r)
-                )
-            else:
-                drains[step].append(deep_round(url, args.sample, args.processes, since, log_dir, r))
-        if r == 0:  # before the next VACUUM: the sample's dead entries still in the claim index
-            res["plans"] += _plans(url, f"deep, right after draining {args.sample:,} (no VACUUM)")
-    res["drains"] = drains
+
+    def plans_after_first() -> None:
+        # Before the next VACUUM: the sample's dead entries still in the claim index.
+        res["plans"] += _plans(url, f"deep, right after draining {args.sample:,} (no VACUUM)")
+
+    res.update(drain_set(args, url, shallow_url, since, log_dir, "", plans_after_first))
     res["prune_batches"] = _prune_batches(url)
-    ratios = [
-        d["steady_per_s"] / s["steady_per_s"]
-        for s, d in zip(drains["shallow"], drains["deep"], strict=True)
-    ]
-    res["steady_ratio_deep_to_shallow"] = {
-        "per_repeat": ratios,
-        "median": statistics.median(ratios),
-    }
-    log(f"deep / shallow steady rate, per repeat: {', '.join(f'{x:.2f}' for x in ratios)}")
+    if args.candidate_sql:
+        sql = args.candidate_sql.read_text()
+        log(f"running {args.candidate_sql} on both databases; the drains again")
+        _sql(url, sql)
+        _sql(shallow_url, sql)
+        res["candidate"] = {
+            "sql_file": str(args.candidate_sql),
+            **drain_set(args, url, shallow_url, since, log_dir, "candidate."),
+        }
     return res
 
 
@@ -249,6 +294,29 @@ def stream_part(args: argparse.Namespace, url: str, log_dir: Path) -> list[dict[
     return out
 
 
+def _render_drains(title: str, part: dict[str, Any]) -> list[str]:
+    lines = [
+        f"\nDrains, {title}:",
+        "| table | steady drain (tasks/s), per repeat | median | incl. start-up, median "
+        "| rows per outcome statement, per repeat |",
+        "|---|---|---:|---:|---|",
+    ]
+    for name, runs in part["drains"].items():
+        steady = [x["steady_per_s"] for x in runs]
+        incl = [x["per_s_incl_startup"] for x in runs]
+        lines.append(
+            f"| {name} | {', '.join(f'{x:,.0f}' for x in steady)} | "
+            f"{statistics.median(steady):,.0f} | {statistics.median(incl):,.0f} | "
+            f"{', '.join(f'{x["rows_per_finish"]:,.0f}' for x in runs)} |"
+        )
+    ratio = part["steady_ratio_deep_to_shallow"]
+    lines.append(
+        f"\ndeep / shallow steady rate: median {ratio['median']:.2f} "
+        f"(per repeat {', '.join(f'{x:.2f}' for x in ratio['per_repeat'])})"
+    )
+    return lines
+
+
 def render(result: dict[str, Any]) -> str:
     lines = []
     deep = result.get("deep")
@@ -259,24 +327,13 @@ def render(result: dict[str, Any]) -> str:
             f"(insert {f['insert_s']:.0f}s, indexes {f['build_indexes_s']:.0f}s); "
             f"{sent['sent']:,} pending sent at {sent['per_s']:,.0f}/s; "
             f"VACUUM ANALYZE {deep['vacuum_analyze_s']:.0f}s",
-            "\n| table | steady drain (tasks/s), per repeat | median | incl. start-up, median |",
-            "|---|---|---:|---:|",
         ]
-        for name, runs in deep["drains"].items():
-            steady = [x["steady_per_s"] for x in runs]
-            incl = [x["per_s_incl_startup"] for x in runs]
-            lines.append(
-                f"| {name} | {', '.join(f'{x:,.0f}' for x in steady)} | "
-                f"{statistics.median(steady):,.0f} | {statistics.median(incl):,.0f} |"
-            )
-        ratio = deep["steady_ratio_deep_to_shallow"]
-        lines.append(
-            f"\ndeep / shallow steady rate: median {ratio['median']:.2f} "
-            f"(per repeat {', '.join(f'{x:.2f}' for x in ratio['per_repeat'])})"
-        )
+        lines += _render_drains("as migrated", deep)
+        if "candidate" in deep:
+            lines += _render_drains(f"with {deep['candidate']['sql_file']}", deep["candidate"])
         lines += [
             "\n| claim on | plan cache | buffers: all (claim index scan) | est. cost | ms "
-            "| claim index | seq scan |",
+            "| claim index, scanned by | seq scan |",
             "|---|---|---:|---:|---:|---|---|",
         ]
         for p in deep["plans"]:
@@ -286,7 +343,8 @@ def render(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {p['table']} | {p['mode']} | {p['shared_hit'] + p['shared_read']} "
                 f"({p['claim_index_buffers']}) | {p['estimated_cost']:,.0f} | "
-                f"{p['execution_ms']:.2f} | {p['uses_claim_index']} | {p['seq_scan']} |"
+                f"{p['execution_ms']:.2f} | {p['claim_index_node'] or 'not used'} | "
+                f"{p['seq_scan']} |"
             )
     if deep:
         lines += [

@@ -31,6 +31,17 @@ SELECT count(*) FILTER (WHERE error_code IS DISTINCT FROM 'WORKER_CRASHED'),
 FROM horsies_task WHERE status IN ('FAILED', 'CANCELLED', 'EXPIRED') AND sent_at >= %s
 """
 RUNNING = "SELECT count(*) FROM horsies_task WHERE status = 'RUNNING'"
+# The worker records outcomes in batches, one statement per batch: the rows one statement
+# completed share their xmin. Counted afterwards (nothing runs during the drain), over the
+# tasks sent since the backlog was that finished after the worker started.
+FINISH_BATCHES = """
+SELECT count(*), coalesce(max(n), 0), coalesce(sum(n), 0)
+FROM (
+    SELECT count(*) AS n FROM horsies_task
+    WHERE status = 'COMPLETED' AND sent_at >= %s AND finished_at >= %s
+    GROUP BY xmin::text
+) AS batch
+"""
 # Polls wait 20x as long as the previous count took, at least MIN_POLL_S (the count's share of
 # one core stays under 5 %); the end time is interpolated between the last two counts.
 MIN_POLL_S = 0.02
@@ -47,6 +58,11 @@ class DrainSample:
     needed_kill: bool  # the worker outlived the 20 s grace after SIGTERM
     left_running: int  # tasks still RUNNING right after the worker stopped
     crashed_so_far: int  # tasks sent since `since` recorded WORKER_CRASHED, up to now
+    # Outcome statements of the drain (from the worker's start until it stopped), and the
+    # completed rows per statement, mean and largest.
+    finish_statements: int
+    rows_per_finish: float
+    rows_per_finish_max: int
 
 
 def _count(conn: psycopg.Connection[Any], since: datetime) -> int:
@@ -65,6 +81,8 @@ def drain_sample(
         conn.execute("CHECKPOINT")
         done0 = _count(conn, since)
         target = done0 + sample
+        started_at = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert started_at is not None
         workers = HorsiesQueue(url).worker_group(processes, log_path)
         t0 = time.perf_counter()
         workers.start()
@@ -90,8 +108,10 @@ def drain_sample(
             workers.stop()
         running = conn.execute(RUNNING).fetchone()
         row = conn.execute(NOT_DONE_SINCE, (since,)).fetchone()
+        batches = conn.execute(FINISH_BATCHES, (since, started_at[0])).fetchone()
         assert row is not None
         assert running is not None
+        assert batches is not None
         if row[0]:
             raise RuntimeError(f"{row[0]} sampled tasks failed; see {log_path}")
     return DrainSample(
@@ -102,6 +122,9 @@ def drain_sample(
         needed_kill=workers.needed_kill,
         left_running=int(running[0]),
         crashed_so_far=int(row[1]),
+        finish_statements=int(batches[0]),
+        rows_per_finish=int(batches[2]) / max(1, int(batches[0])),
+        rows_per_finish_max=int(batches[1]),
     )
 
 
@@ -119,6 +142,7 @@ class ClaimPlan:
     shared_read: int
     execution_ms: float
     uses_claim_index: bool
+    claim_index_node: str | None  # how the claim index is read: "Index Scan" (FOR UPDATE: heap)
     seq_scan: bool
     claim_index_buffers: int  # of the scan of horsies_task_claim_idx alone
     estimated_cost: float
@@ -161,6 +185,14 @@ def explain_claim(url: str, limit: int, mode: str, lease_s: float = 60.0) -> Cla
         shared_read=int(top.get("Shared Read Blocks", 0)),
         execution_ms=float(doc[0]["Execution Time"]),
         uses_claim_index="horsies_task_claim_idx" in text_plan,
+        claim_index_node=next(
+            (
+                str(n["Node Type"])
+                for n in _nodes(top)
+                if n.get("Index Name") == "horsies_task_claim_idx"
+            ),
+            None,
+        ),
         seq_scan="Seq Scan on horsies_task" in text_plan,
         claim_index_buffers=sum(
             int(n.get("Shared Hit Blocks", 0)) + int(n.get("Shared Read Blocks", 0))
