@@ -3,7 +3,10 @@
 One background listener per process serves every waiter (no connection per call). A waiter
 registers before it reads the row, so a result finished between the read and the wait still
 wakes it; a poll every POLL_INTERVAL_MS covers notifications lost with a dropped connection.
-Reads never raise: a database that cannot be read gives `BROKER_ERROR`, which is not final.
+When a notification names tasks that are waited for, the listener reads their rows at once, in
+one query on its own connection, and hands them to the waiters it wakes: a waiter then needs no
+query of its own (it reads itself only when none was handed over). Reads never raise: a
+database that cannot be read gives `BROKER_ERROR`, which is not final.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from pydantic import TypeAdapter, ValidationError
 from horsies_django import codec
 from horsies_django.conf import horsies_settings
 from horsies_django.db import producer_queries
-from horsies_django.db.notify import TASK_DONE_CHANNEL, WORKFLOW_DONE_CHANNEL, BackgroundListener
+from horsies_django.db.connections import Row
+from horsies_django.db.notify import (
+    TASK_DONE_CHANNEL,
+    WORKFLOW_DONE_CHANNEL,
+    BackgroundListener,
+    Notes,
+)
 from horsies_django.db.producer_queries import OutcomeRow
 from horsies_django.registered import table
 from horsies_django.types import (
@@ -48,11 +57,13 @@ READ_ERRORS: Final = (DjangoDatabaseError, psycopg.Error)
 
 
 class _Waiters:
-    """task id -> callbacks to run when its `task_done` notification arrives."""
+    """task id -> callbacks to run when its `task_done` notification arrives, and the row the
+    listener read for it then."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_task: defaultdict[str, list[Wake]] = defaultdict(list)
+        self._rows: dict[str, OutcomeRow] = {}
         self._listener: BackgroundListener | None = None
 
     def add(self, task_id: str, wake: Wake) -> None:
@@ -67,6 +78,12 @@ class _Waiters:
                 wakes.remove(wake)
                 if not wakes:
                     del self._by_task[task_id]
+                    self._rows.pop(task_id, None)
+
+    def delivered(self, task_id: str) -> OutcomeRow | None:
+        """The row the listener read when `task_id` was notified finished, if it did."""
+        with self._lock:
+            return self._rows.get(task_id)
 
     def stop(self) -> None:
         with self._lock:
@@ -87,10 +104,25 @@ class _Waiters:
                 on_reconnect=self._wake_all,
             )
 
-    def _notified(self, _channel: str, task_ids: str) -> None:
-        """A notification names the tasks one statement finished, comma-separated."""
+    def _notified(self, conn: psycopg.Connection[Row], notes: Notes) -> None:
+        """Each notification names what one statement finished (task ids, comma-separated, or
+        a workflow id): read the rows of the waited-for tasks, then wake their waiters."""
+        ids = [i for _, payload in notes for i in payload.split(",")]
         with self._lock:
-            wakes = [w for task_id in task_ids.split(",") for w in self._by_task.get(task_id, ())]
+            done = {
+                i
+                for channel, payload in notes
+                if channel == TASK_DONE_CHANNEL
+                for i in payload.split(",")
+                if i in self._by_task
+            }
+        rows: dict[str, OutcomeRow] = {}
+        if done:
+            with contextlib.suppress(psycopg.Error):  # the waiters read for themselves
+                rows = producer_queries.fetch_outcomes(conn, sorted(done))
+        with self._lock:
+            self._rows.update((i, row) for i, row in rows.items() if i in self._by_task)
+            wakes = [w for i in ids for w in self._by_task.get(i, ())]
         for wake in wakes:
             wake()
 
@@ -213,6 +245,12 @@ def _answer(
     return result_from_row(task_id, read.value)
 
 
+def _delivered(task_id: str) -> TaskResult[Any, TaskError] | None:
+    """The final result from the row the listener handed over, if it read one."""
+    row = WAITERS.delivered(task_id)
+    return None if row is None else result_from_row(task_id, row)
+
+
 def wait_sync(alias: str, task_id: str, timeout_ms: int | None) -> TaskResult[Any, TaskError]:
     """Block until the task finishes (or `timeout_ms` passes, or the database fails)."""
     import time
@@ -223,7 +261,9 @@ def wait_sync(alias: str, task_id: str, timeout_ms: int | None) -> TaskResult[An
     try:
         while True:
             event.clear()
-            result = _answer(task_id, _read(alias, task_id))
+            result = _delivered(task_id)
+            if result is None:
+                result = _answer(task_id, _read(alias, task_id))
             if result is not None:
                 return result
             remaining = poll_interval_s()
@@ -255,7 +295,9 @@ async def wait_async(
     try:
         while True:
             event.clear()
-            result = _answer(task_id, await read(alias, task_id))
+            result = _delivered(task_id)
+            if result is None:
+                result = _answer(task_id, await read(alias, task_id))
             if result is not None:
                 return result
             remaining = poll_interval_s()

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -179,6 +179,47 @@ def test_concurrent_waiters_share_one_listen_connection(
     assert any(alive == 7 and listening == 1 for alive, listening, _ in samples), samples
     assert max(listening for _, listening, _ in samples) == 1
     assert max(total for _, _, total in samples) == 1
+
+
+def test_a_waiter_woken_by_its_notification_runs_no_query_of_its_own() -> None:
+    """The listener reads the rows of the tasks a notification names and hands them to their
+    waiters: the waiter's only query is its first look, before the task finished (the poll
+    interval is far longer than the wait)."""
+    earlier, handle = add.send(a=1, b=1).ok_value, add.send(a=3, b=4).ok_value
+    got: list[TaskResult[Any, TaskError]] = []
+    captures: list[CaptureQueriesContext] = []
+
+    def wait_for(waited: TaskHandle[Any]) -> None:
+        try:
+            with CaptureQueriesContext(connections["default"]) as capture:  # this thread's
+                captures.append(capture)
+                got.append(waited.get(timeout_ms=LONG_MS))
+        finally:
+            connection.close()
+
+    def finish(conn: psycopg.Connection[Any], task_id: str, value: int) -> None:
+        conn.execute(
+            "UPDATE horsies_task SET status = 'COMPLETED', finished_at = now(),"
+            " result = %s::jsonb WHERE id = %s",
+            (codec.encode_result(TaskResult(ok=value)), task_id),
+        )
+
+    with (
+        override_settings(HORSIES={**settings.HORSIES, "POLL_INTERVAL_MS": 600_000}),
+        psycopg.connect(database_url(), autocommit=True) as conn,
+    ):
+        # A first wait starts the listener; once it has answered, the wake-up every waiter
+        # gets when the listener (re)connects is behind us.
+        for waited, value in ((earlier, 2), (handle, 7)):
+            captures.clear()
+            thread = threading.Thread(target=wait_for, args=(waited,))
+            thread.start()
+            wait_until(lambda: captures and captures[0].captured_queries, what="the first look")
+            wait_until(lambda: listen_backends(os.getpid()), what="the waiter to LISTEN")
+            finish(conn, waited.task_id, value)
+            thread.join(timeout=20)
+    assert [r.ok_value for r in got] == [2, 7]
+    assert len(captures[0].captured_queries) == 1
 
 
 def test_one_statement_announces_every_task_it_finished_in_one_notification() -> None:

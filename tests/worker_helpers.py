@@ -15,6 +15,8 @@ from typing import Any
 import psutil
 import psycopg
 
+from horsies_django.db.outbox import numbered
+from horsies_django.db.producer_queries import SELECT_OUTCOMES
 from tests.conftest import (
     ROOT,
     WorkerProcess,
@@ -85,11 +87,13 @@ def tcp_ports(pid: int) -> set[int]:
 
 
 def listen_backends(pid: int) -> list[int]:
-    """Backends LISTENing for horsies whose client socket belongs to process `pid`."""
+    """Backends LISTENing for horsies whose client socket belongs to process `pid`: their last
+    statement is a LISTEN, or the result listener's read of the tasks it was notified of."""
     ports = tcp_ports(pid)
     rows = sql_rows(
         "SELECT client_port FROM pg_stat_activity "
-        "WHERE application_name = 'horsies_worker' AND query ILIKE 'LISTEN%%'"
+        "WHERE application_name = 'horsies_worker' AND (query ILIKE 'LISTEN%%' OR query = %s)",
+        numbered(SELECT_OUTCOMES),
     )
     return [port for (port,) in rows if port in ports]
 

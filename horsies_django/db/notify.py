@@ -41,8 +41,12 @@ def pending_notifications(conn: psycopg.Connection[Row]) -> list[tuple[str, str]
     return [(n.channel, n.payload) for n in conn.notifies(timeout=0)]
 
 
+type Notes = list[tuple[str, str]]  # (channel, payload) of the notifications received together
+
+
 class BackgroundListener:
-    """A daemon thread that LISTENs on `channels` and calls `on_notify(channel, payload)`.
+    """A daemon thread that LISTENs on `channels` and calls `on_notify(conn, notes)` with the
+    notifications received together and its connection, free for a query meanwhile.
 
     Reconnects with capped exponential backoff; after each (re)connection it calls
     `on_reconnect()`, because notifications sent while it was away are lost.
@@ -52,7 +56,7 @@ class BackgroundListener:
         self,
         alias: str,
         channels: Iterable[str],
-        on_notify: Callable[[str, str], None],
+        on_notify: Callable[[psycopg.Connection[Row], Notes], None],
         on_reconnect: Callable[[], None],
     ) -> None:
         self.alias = alias
@@ -80,8 +84,13 @@ class BackgroundListener:
                     self.connected.set()
                     self.on_reconnect()
                     while not self._stop.is_set():
-                        for n in conn.notifies(timeout=1.0):
-                            self.on_notify(n.channel, n.payload)
+                        # Ends after the first batch, so that `on_notify` may use `conn`; what
+                        # arrives meanwhile is kept by psycopg for the next turn.
+                        notes = [
+                            (n.channel, n.payload) for n in conn.notifies(timeout=1.0, stop_after=1)
+                        ]
+                        if notes:
+                            self.on_notify(conn, notes)
             except Exception as exc:  # connection lost or refused: retry with backoff
                 self.connected.clear()
                 logger.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)

@@ -1,6 +1,7 @@
 """The statements of producers: sending, reading a task's outcome, info and attempts, cancelling.
 
-They run on the caller's Django connection, inside the caller's transaction. Rows come back
+They run on the caller's Django connection, inside the caller's transaction (except
+`fetch_outcomes`, which the result listener runs on its own). Rows come back
 as typed records (`OutcomeRow`, `InfoRow`, `AttemptRow`), never as bare tuples.
 """
 
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+import psycopg
 from django.db import IntegrityError, connections
 
-from horsies_django.db.connections import execute_on_django_connection
+from horsies_django.db.connections import Row, execute_on_django_connection
 
 # --------------------------------------------------------------------------- sending
 
@@ -149,6 +151,12 @@ SELECT status, task_name, result::text, error_code, failed_reason
 FROM horsies_task WHERE id = %s
 """
 
+# The same for the tasks a `task_done` notification names (its payload: ids, comma-separated).
+SELECT_OUTCOMES: Final = """
+SELECT id::text, status, task_name, result::text, error_code, failed_reason
+FROM horsies_task WHERE id = ANY(string_to_array(%s, ',')::uuid[])
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class OutcomeRow:
@@ -215,6 +223,13 @@ def fetch_outcome(alias: str, task_id: str) -> OutcomeRow | None:
         cur.execute(SELECT_OUTCOME, (task_id,))
         row = cur.fetchone()
     return None if row is None else OutcomeRow(*row)
+
+
+def fetch_outcomes(conn: psycopg.Connection[Row], task_ids: Sequence[str]) -> dict[str, OutcomeRow]:
+    """The rows of `task_ids` by id, read on `conn` (the result listener's own connection, not
+    the caller's: it runs outside any transaction of the caller's)."""
+    rows = conn.execute(SELECT_OUTCOMES, (",".join(task_ids),)).fetchall()
+    return {row[0]: OutcomeRow(*row[1:]) for row in rows}
 
 
 def fetch_info(

@@ -224,7 +224,7 @@ class Producer:
     # ------------------------------------------------------------------ timers
 
     def announced(self, payload: str) -> None:
-        """A task was sent (or rescheduled): claim now, or wake when it becomes due."""
+        """A task was sent (or rescheduled): claim at once, or wake when it becomes due."""
         queue, _, due_in_ms = payload.partition(" ")
         if queue not in self.planner.queue_names:
             return
@@ -234,6 +234,9 @@ class Producer:
             due_in_s = 0.0
         if due_in_s <= 0:
             self.wanted = True
+            now = time.monotonic()
+            if self.should_claim(now):  # now, not after the rest of the loop's turn
+                self.claim(now)
         else:
             self.due_in(due_in_s)
 

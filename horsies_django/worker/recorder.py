@@ -33,6 +33,7 @@ class OutcomeRecorder:
         outcome = reporting.explain_unresolved(claimed, outcome)
         finish = decide(claimed, outcome, pid, self.worker_id)
         self.completer.submit(finish)
+        self.completer.flush()  # at once, unless a batch is in flight: then with the next one
         reporting.report(claimed, outcome, finish, pid)
         if finish.will_retry and finish.retry_delay_s is not None:
             self.retry_due_in(finish.retry_delay_s)
