@@ -182,7 +182,8 @@ def deep_round(
 def _batches(res: DrainSample) -> str:
     return (
         f"outcomes recorded in {res.finish_statements:,} statements, "
-        f"{res.rows_per_finish:,.0f} rows each on average, at most {res.rows_per_finish_max:,}"
+        f"{res.rows_per_finish:,.0f} rows each on average, at most {res.rows_per_finish_max:,}; "
+        f"other processes used {_cores(res.other_cores)} cores"
     )
 
 
@@ -294,12 +295,16 @@ def stream_part(args: argparse.Namespace, url: str, log_dir: Path) -> list[dict[
     return out
 
 
+def _cores(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _render_drains(title: str, part: dict[str, Any]) -> list[str]:
     lines = [
         f"\nDrains, {title}:",
         "| table | steady drain (tasks/s), per repeat | median | incl. start-up, median "
-        "| rows per outcome statement, per repeat |",
-        "|---|---|---:|---:|---|",
+        "| rows per outcome statement, per repeat | other processes' CPU (cores), per repeat |",
+        "|---|---|---:|---:|---|---|",
     ]
     for name, runs in part["drains"].items():
         steady = [x["steady_per_s"] for x in runs]
@@ -307,7 +312,8 @@ def _render_drains(title: str, part: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {', '.join(f'{x:,.0f}' for x in steady)} | "
             f"{statistics.median(steady):,.0f} | {statistics.median(incl):,.0f} | "
-            f"{', '.join(f'{x["rows_per_finish"]:,.0f}' for x in runs)} |"
+            f"{', '.join(f'{x["rows_per_finish"]:,.0f}' for x in runs)} | "
+            f"{', '.join(_cores(x['other_cores']) for x in runs)} |"
         )
     ratio = part["steady_ratio_deep_to_shallow"]
     lines.append(

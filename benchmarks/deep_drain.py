@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks.deep_cpu import OtherCpu, postmaster_pid
 from benchmarks.horsies_queue import HorsiesQueue
 from horsies_django.db.claim import CLAIM_STATEMENTS, QueueSlot, claim_request
 from horsies_django.db.outbox import numbered
@@ -63,6 +64,9 @@ class DrainSample:
     finish_statements: int
     rows_per_finish: float
     rows_per_finish_max: int
+    # Cores used on average by processes other than the server, harness and worker, from the
+    # worker's start until it stopped (benchmarks/deep_cpu.py); None with a remote server.
+    other_cores: float | None
 
 
 def _count(conn: psycopg.Connection[Any], since: datetime) -> int:
@@ -84,6 +88,8 @@ def drain_sample(
         started_at = conn.execute("SELECT clock_timestamp()").fetchone()
         assert started_at is not None
         workers = HorsiesQueue(url).worker_group(processes, log_path)
+        cpu = OtherCpu(postmaster_pid(conn.info.backend_pid))
+        cpu_start = cpu.mark()
         t0 = time.perf_counter()
         workers.start()
         try:
@@ -106,6 +112,7 @@ def drain_sample(
             t_end = t_prev + (t_counted - t_prev) * (target - done_prev) / max(1, done - done_prev)
         finally:
             workers.stop()
+        cpu_end = cpu.mark()
         running = conn.execute(RUNNING).fetchone()
         row = conn.execute(NOT_DONE_SINCE, (since,)).fetchone()
         batches = conn.execute(FINISH_BATCHES, (since, started_at[0])).fetchone()
@@ -125,6 +132,7 @@ def drain_sample(
         finish_statements=int(batches[0]),
         rows_per_finish=int(batches[2]) / max(1, int(batches[0])),
         rows_per_finish_max=int(batches[1]),
+        other_cores=OtherCpu.cores(cpu_start, cpu_end),
     )
 
 
