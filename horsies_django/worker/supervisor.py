@@ -297,6 +297,8 @@ class Supervisor:
             self.completer.on_readable()
         elif obj is self.producer.waitable():
             self.producer.replied()
+            if self.producer.held:  # to idle children now, not after the next turn's checks
+                self.dispatcher.dispatch(self.producer.next_to_run)
         else:
             slot = self.pool.slot_for(obj)
             if slot is not None:
