@@ -1,8 +1,9 @@
 """CPU time of processes other than the drain's own, over a drain, on this machine.
 
 The drain's own are the PostgreSQL server (its postmaster and every backend, also those that
-exited: the postmaster reaps them into its children's times) and the harness with its reaped
-children (the worker and its pool). Everything else busy on the machine (other users' tests,
+exited: the postmaster reaps them into its children's times) and the harness with every
+process under it (the worker, its fork server and pool), marked while they still run.
+Everything else busy on the machine (other users' tests,
 builds) is the rest of /proc/stat's busy time: it tells a drain slowed by the machine from one
 slowed by the table. The server must run on this machine; otherwise nothing is measured.
 """
@@ -27,16 +28,14 @@ def _busy_s() -> float:
 
 
 def _tree_s(proc: psutil.Process) -> float:
-    """CPU seconds of `proc`, its reaped children and its live children."""
+    """CPU seconds of `proc` and every process under it, live or reaped by one of them."""
     total = 0.0
-    for p in [proc, *proc.children()]:
+    for p in [proc, *proc.children(recursive=True)]:
         try:
             t = p.cpu_times()
         except psutil.Error:
             continue  # exited between the listing and the read: counted once reaped
-        total += t.user + t.system
-        if p.pid == proc.pid:
-            total += t.children_user + t.children_system
+        total += t.user + t.system + t.children_user + t.children_system
     return total
 
 

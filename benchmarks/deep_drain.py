@@ -65,7 +65,8 @@ class DrainSample:
     rows_per_finish: float
     rows_per_finish_max: int
     # Cores used on average by processes other than the server, harness and worker, from the
-    # worker's start until it stopped (benchmarks/deep_cpu.py); None with a remote server.
+    # worker's start until the sample was done (benchmarks/deep_cpu.py); None with a remote
+    # server.
     other_cores: float | None
 
 
@@ -110,9 +111,9 @@ def drain_sample(
                 done = _count(conn, since)
                 poll_s = max(MIN_POLL_S, POLL_COST_FACTOR * (time.perf_counter() - t_counted))
             t_end = t_prev + (t_counted - t_prev) * (target - done_prev) / max(1, done - done_prev)
+            cpu_end = cpu.mark()  # while the worker's processes still run
         finally:
             workers.stop()
-        cpu_end = cpu.mark()
         running = conn.execute(RUNNING).fetchone()
         row = conn.execute(NOT_DONE_SINCE, (since,)).fetchone()
         batches = conn.execute(FINISH_BATCHES, (since, started_at[0])).fetchone()
