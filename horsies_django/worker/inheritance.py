@@ -29,12 +29,7 @@ def parent_sys_path() -> list[str]:
 
 @contextlib.contextmanager
 def handed_over() -> Iterator[None]:
-    """Within this block, a fork server started by this process gets the parent's import path.
-
-    Nested in another such block, it changes nothing: the outer block handed the path over."""
-    if SYS_PATH_VAR in os.environ:
-        yield
-        return
+    """Within this block, a fork server started by this process gets the parent's import path."""
     path = parent_sys_path()
     saved = {var: os.environ.get(var) for var in ("PYTHONPATH", SYS_PATH_VAR)}
     saved[ORIGINAL_PYTHONPATH_VAR] = os.environ.get(ORIGINAL_PYTHONPATH_VAR)

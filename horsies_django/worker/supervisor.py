@@ -26,7 +26,6 @@ from uuid_utils.compat import uuid7
 
 from horsies_django.conf import HorsiesSettings, horsies_settings
 from horsies_django.db import connections, worker_queries
-from horsies_django.worker import inheritance
 from horsies_django.worker.claims import ClaimPlanner
 from horsies_django.worker.completer import Completer
 from horsies_django.worker.connections import ConnectionKeeper
@@ -81,9 +80,16 @@ class Supervisor:
 
     def run(self, publish: Callable[[], None] | None = None) -> int:
         """Run until stopped. `publish` (the command's catalogue refresh) runs on a thread of
-        its own while the worker starts."""
+        its own while this one connects."""
         self._install_signal_handlers()
-        self._start_up(publish)
+        # The children start first: they get ready while the parent connects.
+        self.pool = Pool(self.options.processes, self.options.settings_module)
+        self.timeline.mark("children_started")
+        try:
+            self._connect_or_die(publish)
+        except BaseException:
+            self.pool.kill_all()
+            raise
         self.timeline.mark("connected")
         self.heartbeat.registered()
         self.recorder = OutcomeRecorder(
@@ -116,60 +122,28 @@ class Supervisor:
             self._shutdown()
         return self.exit_code
 
-    def _start_up(self, publish: Callable[[], None] | None) -> None:
-        """Start the children while the connections open, and register.
-
-        The pool's start waits on the fork server, each connection on the database, and
-        neither needs the other: the main connection (then the registration), the LISTEN and
-        outcome connections and `publish` open on threads of their own while this one starts
-        the children. The import path is handed over to a fork server once around all of it,
-        so that the environment does not change while those threads read it (libpq does)."""
-        register = _Captured(self._connect_and_register)
-        jobs: list[Callable[[], object]] = [self.keeper.open_listener, self.completer.connect]
-        jobs += [register, *([publish] if publish else [])]
+    def _connect_or_die(self, publish: Callable[[], None] | None) -> None:
+        """Open the connections and register; the LISTEN and outcome connections (and
+        `publish`) on threads of their own meanwhile, so that no connect waits for another."""
+        jobs = [self.keeper.open_listener, self.completer.connect, *([publish] if publish else [])]
         threads = [threading.Thread(target=job, name="horsies-start-up") for job in jobs]
-        with inheritance.handed_over():
-            for thread in threads:
-                thread.start()
-            try:
-                self.pool = Pool(self.options.processes, self.options.settings_module)
-                self.timeline.mark("children_started")
-            except BaseException:
-                self._join(threads)
-                self._abandon_registration(register)
-                raise
-            self._join(threads)
-        if register.error is not None:
-            self.pool.kill_all()
-            raise register.error
-
-    @staticmethod
-    def _join(threads: list[threading.Thread]) -> None:
         for thread in threads:
-            thread.join()
-
-    def _connect_and_register(self) -> None:
-        """Open the main and claim connections (raises the database error) and register."""
-        self.keeper.connect()
-        assert self.keeper.main is not None
-        worker_queries.register_worker(
-            self.keeper.main,
-            worker_id=self.worker_id,
-            name=self.name,
-            hostname=self.hostname,
-            pid=os.getpid(),
-            processes=self.options.processes,
-            queues=self.planner.queue_names,
-        )
-
-    def _abandon_registration(self, register: _Captured) -> None:
-        """The children could not start: mark the worker stopped if it registered, and close."""
-        if register.error is None and self.keeper.main is not None:
-            with contextlib.suppress(*DB_ERRORS):
-                worker_queries.stop_worker(
-                    self.keeper.main, self.worker_id, "children could not start"
-                )
-        self.keeper.close()
+            thread.start()
+        try:
+            self.keeper.connect()
+            assert self.keeper.main is not None
+            worker_queries.register_worker(
+                self.keeper.main,
+                worker_id=self.worker_id,
+                name=self.name,
+                hostname=self.hostname,
+                pid=os.getpid(),
+                processes=self.options.processes,
+                queues=self.planner.queue_names,
+            )
+        finally:
+            for thread in threads:
+                thread.join()
 
     def _shutdown(self) -> None:
         self.producer.stop()
@@ -375,17 +349,3 @@ class Supervisor:
                 continue
             self.recorder.hand_back(task_id, gen)
         self.producer.keep_only(in_database)
-
-
-class _Captured:
-    """A start-up job run on a thread: its exception is kept for the starting thread to raise."""
-
-    def __init__(self, job: Callable[[], None]) -> None:
-        self.job = job
-        self.error: BaseException | None = None
-
-    def __call__(self) -> None:
-        try:
-            self.job()
-        except BaseException as exc:
-            self.error = exc
