@@ -81,7 +81,7 @@ def test_migrations_reverse_to_nothing_and_apply_again(fresh_database_url: str) 
         "table horsies_task",
         "table horsies_task_attempt",
         "table horsies_worker",
-        "function horsies_notify_task_new_rows",
+        "function horsies_notify_task_inserted",
         "trigger horsies_task_new_insert",
         "trigger horsies_task_done_update",
     ):

@@ -524,6 +524,50 @@ def test_send_many_applies_options_and_notifies_once() -> None:
     assert task_count() == 50
 
 
+# A foreign producer's INSERT ... SELECT: one row per (queue, status, seconds until due).
+FOREIGN_INSERT = """
+INSERT INTO horsies_task (id, task_name, queue_name, priority, status, kwargs, sent_at,
+    enqueued_at, retry_count, max_retries, options, enqueue_sha, claim_gen)
+SELECT gen_random_uuid(), 'tests.add', q, 50, s, '{}', now(),
+    statement_timestamp() + make_interval(secs => d), 0, 0, '{}', '', 0
+FROM unnest(%s::text[], %s::text[], %s::float8[]) AS t(q, s, d)
+"""
+
+
+def test_a_statement_of_many_rows_notifies_once_per_queue_and_due_time() -> None:
+    """Rows due now send one notification per queue (PostgreSQL drops repeated payloads);
+    a delayed row says when it is due; a row that is not PENDING says nothing."""
+    rows = [
+        ("alpha", "PENDING", 0.0),
+        ("alpha", "PENDING", 0.0),
+        ("beta", "PENDING", 0.0),
+        ("alpha", "PENDING", 0.0),
+        ("beta", "PENDING", 0.0),
+        ("gamma", "PENDING", 5.0),
+        ("delta", "CANCELLED", 0.0),
+    ]
+    with _listener() as listener:
+        sql_value(FOREIGN_INSERT + " RETURNING 1", *map(list, zip(*rows, strict=True)))
+        _marker("after")
+        received = _received(listener, 4)
+    assert received[-1] == "after"
+    assert sorted(received[:-1]) == ["alpha 0", "beta 0", "gamma 5000"]
+
+
+def test_each_send_of_a_transaction_is_announced_once_at_commit() -> None:
+    with _listener() as listener:
+        with transaction.atomic():
+            ok_id(add.send(a=1, b=1))
+            ok_id(add.send(a=2, b=2))
+            ok_id(add.schedule(60, a=3, b=3))
+        _marker("after")
+        received = _received(listener, 3)
+    assert received[0] == "default 0"
+    assert received[1].split()[0] == "default"
+    assert 59_000 <= int(received[1].split()[1]) <= 60_000
+    assert received[2] == "after"
+
+
 def test_send_many_with_nothing_valid_writes_nothing() -> None:
     with CaptureQueriesContext(connection) as queries:
         results = add.send_many([{"a": 1}, {}])

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 
-from horsies_django import ContractCode, OperationalErrorCode, TaskStatus
+from horsies_django import ContractCode, OperationalErrorCode, TaskHandle, TaskStatus
 from tests.conftest import WorkerProcess, database_url, sql_rows, sql_value, wait_until
 from tests.gates import Gate, update_gate
 from tests.testapp.tasks import (
@@ -150,6 +150,29 @@ def test_scheduled_tasks_run_when_due_not_before_and_not_at_the_poll(
         assert started >= due
         # woken by its own due time, long before the next poll (60 s away)
         assert finished - due < timedelta(seconds=30)
+
+
+def test_a_task_delayed_by_a_sql_sender_wakes_an_idle_worker_when_due(
+    configured: StartWorker,
+) -> None:
+    """The insert's notification carries the due time: a worker polling 60 s apart claims the
+    task sent by horsies_send() with `delay_ms` at that time, not at its poll."""
+    configured(LONG_POLL, "--processes", "1")
+    warm = add.send(a=1, b=1).ok_value
+    assert warm.get(timeout_ms=30_000).ok_value == 2  # the worker is idle, listening
+    with psycopg.connect(database_url(), autocommit=True) as sql:
+        row = sql.execute(
+            "SELECT horsies_send('tests.add', '{\"a\": 4, \"b\": 5}', '{\"delay_ms\": 1500}')"
+        ).fetchone()
+    assert row is not None
+    handle = TaskHandle.from_id(str(row[0]))
+    assert handle.get(timeout_ms=30_000).ok_value == 9
+    sent, enqueued, claimed, finished = task_row(
+        handle.task_id, "sent_at", "enqueued_at", "claimed_at", "finished_at"
+    )
+    assert enqueued == sent + timedelta(milliseconds=1500)
+    assert claimed >= enqueued
+    assert finished - enqueued < timedelta(seconds=30)  # its due time woke the worker
 
 
 # --------------------------------------------------------------------------- outcomes
