@@ -13,7 +13,11 @@ single-send INSERT, against the raw-SQL baseline's (benchmarks/baseline.py: the 
 table, index, trigger and statements), then both again without the NOTIFY trigger and without
 the admin's three indexes (put back afterwards), and the bulk SELECT alone: what a row costs the
 server, part by part. Each statement runs in its own transaction, as the harness's sends do.
-Uses the benchmark project's settings and migrates the database.
+Then the backend's CPU time per statement in a tight loop of prepared autocommit INSERTs on one
+connection (read from /proc/<pid>/schedstat, so the server must run on this machine), ours and
+the baseline's alternating, median of `--runs` rounds: what EXPLAIN leaves out (the protocol,
+the commit, the notification queue). Uses the benchmark project's settings and migrates the
+database.
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ def client(runs: int) -> None:
     print(f"send_many({CHUNK}) per item: {_median_us(runs, bulk):6.2f} us of Python CPU")
 
 
+def _on_cpu_s(pid: int) -> float:
+    """Seconds process `pid` has run on a CPU (the first field of /proc/<pid>/schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+
+
 def server(runs: int) -> None:
     """EXPLAIN ANALYZE execution times: ours against the harness's raw SQL, and the parts."""
     import django
@@ -123,9 +132,12 @@ def server(runs: int) -> None:
         return _median_us(runs, once)
 
     def show(label: str, us: float) -> None:
-        print(f"{label:52s} {us:7.1f} us")
+        print(f"{label:66s} {us:7.1f} us")
 
-    raw_bulk = executed(INSERT_MANY, lambda: (list(range(CHUNK)),))
+    def raw_bulk_params() -> tuple[Any, ...]:
+        return (list(range(CHUNK)),)
+
+    raw_bulk = executed(INSERT_MANY, raw_bulk_params)
     ours_bulk = executed(pq.INSERT_TASKS_BULK, bulk_params)
     show(f"raw SQL, INSERT ... unnest of {CHUNK} rows", raw_bulk)
     show(f"send_many's INSERT of {CHUNK} rows", ours_bulk)
@@ -155,12 +167,38 @@ def server(runs: int) -> None:
     select = pq.INSERT_TASKS_BULK[pq.INSERT_TASKS_BULK.index("SELECT") :]
     show("send_many's SELECT alone (no row written)", executed(select, bulk_params))
 
+    def backend_cpu(sql: str, params: Callable[[], tuple[Any, ...]], n: int) -> float:
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as own:
+            batch = [params() for _ in range(n + 50)]
+            for p in batch[:50]:  # warm up, and past psycopg's threshold for preparing
+                own.execute(sql, p, prepare=True)
+            before = _on_cpu_s(own.info.backend_pid)
+            for p in batch[50:]:
+                own.execute(sql, p, prepare=True)
+            return (_on_cpu_s(own.info.backend_pid) - before) / n * 1e6
+
+    rounds = max(1, runs // 40)
+    loops: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for label, sql, params, n in (
+            ("raw SQL, one-row INSERT", RAW_ONE, lambda: (Jsonb({"i": 1}),), 2000),
+            ("send()'s INSERT", pq.INSERT_TASK, single_params, 2000),
+            (f"raw SQL, INSERT ... unnest of {CHUNK} rows", INSERT_MANY, raw_bulk_params, 200),
+            (f"send_many's INSERT of {CHUNK} rows", pq.INSERT_TASKS_BULK, bulk_params, 200),
+        ):
+            loops.setdefault(label, []).append(backend_cpu(sql, params, n))
+    for label, values in loops.items():
+        show(f"backend CPU per statement: {label}", statistics.median(values))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("side", choices=["client", "server"])
     parser.add_argument(
-        "--runs", type=int, default=5, help="medians of 5 runs (client), of 5 x 40 plans (server)"
+        "--runs",
+        type=int,
+        default=5,
+        help="medians of 5 runs (client), of 5 x 40 plans and 5 CPU loops (server)",
     )
     parser.add_argument("--repo", type=Path, default=REPO_ROOT, help="checkout to import from")
     args = parser.parse_args()
