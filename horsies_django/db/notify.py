@@ -28,6 +28,9 @@ TASK_DONE_CHANNEL: Final = "horsies_task_done"
 WORKFLOW_DONE_CHANNEL: Final = "horsies_workflow_done"  # payload: the workflow id (migration 0008)
 
 
+type Notes = list[tuple[str, str]]  # (channel, payload) of the notifications received together
+
+
 def open_listener(alias: str, channels: Iterable[str]) -> psycopg.Connection[Row]:
     """A new autocommit connection that LISTENs on `channels`."""
     conn = connect(alias)
@@ -36,12 +39,21 @@ def open_listener(alias: str, channels: Iterable[str]) -> psycopg.Connection[Row
     return conn
 
 
-def pending_notifications(conn: psycopg.Connection[Row]) -> list[tuple[str, str]]:
-    """(channel, payload) of notifications already received, without blocking."""
-    return [(n.channel, n.payload) for n in conn.notifies(timeout=0)]
+def pending_notifications(conn: psycopg.Connection[Row]) -> Notes:
+    """(channel, payload) of notifications already received, without blocking.
 
-
-type Notes = list[tuple[str, str]]  # (channel, payload) of the notifications received together
+    Read from libpq directly, on the path from a send to its claim (psycopg's `notifies()`
+    generator costs 7 µs a call against 1.3 in a loop, more in a round trip). What psycopg kept
+    aside while a statement ran on `conn` is not seen here: a worker's listener runs none after
+    its LISTENs, and the worker claims after every (re)connect of it anyway.
+    """
+    pgconn = conn.pgconn
+    pgconn.consume_input()
+    encoding = conn.info.encoding
+    notes: Notes = []
+    while (n := pgconn.notifies()) is not None:
+        notes.append((n.relname.decode(encoding), n.extra.decode(encoding)))
+    return notes
 
 
 class BackgroundListener:
