@@ -12,11 +12,11 @@ tasks sent with send_many, then VACUUM ANALYZE). Per repeat, in alternating orde
 PROCESSES children drains the shallow table, and SAMPLE of the deep table's pending tasks; the
 rates compared are the steady ones (completions after the first one per second). The claim is
 EXPLAINed (ANALYZE, BUFFERS) as the worker prepares it, on both tables and on the deep one
-again right after its drains. With --candidate-sql, FILE (e.g. a schema change before its
-migration exists: benchmarks/deep_finish_triggers.sql) is then run on both databases and the
-drains repeated, so the two sets compare on one fill. Then the stream phases of
-benchmarks/deep_stream.py run on the shallow database. Results: a table on stdout and
-benchmarks/results/deep-<timestamp>.json.
+again right after its drains. With --candidate-sql, FILE (a schema change before its
+migration exists, or an old version: benchmarks/deep_triggers_before_0012.sql) is then run on
+both databases and the drains repeated, so the two sets compare on one fill. Then the stream
+phases of benchmarks/deep_stream.py run on the shallow database. Results: a table on stdout
+and benchmarks/results/deep-<timestamp>.json.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 empty one, as migrated and with a candidate SQL file.
 
     python benchmarks/deep_triggers.py [--rows 100,300,1000,2000] [--repeats 3]
-        [--candidate-sql benchmarks/deep_finish_triggers.sql]
+        [--candidate-sql benchmarks/deep_triggers_before_0012.sql]
 
 On the database of DATABASE_URL (migrated here; use a throwaway one: its tasks are replaced),
 10,000 PENDING tasks are sent; then, per row count N, an `UPDATE` of N tasks to COMPLETED is
