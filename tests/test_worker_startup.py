@@ -93,7 +93,7 @@ def test_warming_up_the_outcome_connection_records_and_announces_nothing() -> No
 
 
 def test_a_worker_whose_database_is_down_at_start_exits_with_the_error(tmp_path: Path) -> None:
-    """The children start while the connections open: when the main connection fails, the
+    """The children start before the connections open: when the main connection fails, the
     worker kills its children and exits non-zero with the database's error."""
     env = {
         **os.environ,
