@@ -3,7 +3,7 @@
     ./dev bench-deep [--finished 10000000] [--pending 1000000] [--sample 50000]
         [--shallow 10000] [--processes 4] [--repeats 3] [--stream-seconds 120]
         [--stream-rate 2000] [--prune-age 10s] [--prune-every 2] [--no-stream] [--no-deep]
-        [--candidate-sql FILE]
+        [--candidate-sql FILE|reverse:MIGRATION]
 
 Two databases on the server of DATABASE_URL, each migrated: a shallow one (SHALLOW pending
 tasks on an otherwise empty table, sent anew before each of its drains) and the deep one
@@ -12,8 +12,9 @@ tasks sent with send_many, then VACUUM ANALYZE). Per repeat, in alternating orde
 PROCESSES children drains the shallow table, and SAMPLE of the deep table's pending tasks; the
 rates compared are the steady ones (completions after the first one per second). The claim is
 EXPLAINed (ANALYZE, BUFFERS) as the worker prepares it, on both tables and on the deep one
-again right after its drains. With --candidate-sql, FILE (a schema change before its
-migration exists, or an old version: benchmarks/deep_triggers_before_0012.sql) is then run on
+again right after its drains. With --candidate-sql, a SQL file (a schema change before its
+migration exists) or a migration's reverse (an old version, e.g.
+reverse:0012_linear_outcome_triggers, benchmarks/candidate_sql.py) is then run on
 both databases and the drains repeated, so the two sets compare on one fill. Then the stream
 phases of benchmarks/deep_stream.py run on the shallow database. Results: a table on stdout
 and benchmarks/results/deep-<timestamp>.json.
@@ -44,6 +45,7 @@ import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
 from benchmarks import environment  # noqa: E402
+from benchmarks.candidate_sql import read_candidate  # noqa: E402
 from benchmarks.deep_drain import (  # noqa: E402
     ClaimPlan,
     DrainSample,
@@ -80,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-stream", action="store_true", help="skip the stream phases")
     p.add_argument("--no-deep", action="store_true", help="skip the fill, drains and plans")
     p.add_argument(
-        "--candidate-sql", type=Path, default=None,
+        "--candidate-sql", default=None, metavar="FILE|reverse:MIGRATION",
         help="SQL run on both databases after the drains, which then run again",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
@@ -247,12 +249,12 @@ def deep_part(
     res.update(drain_set(args, url, shallow_url, since, log_dir, "", plans_after_first))
     res["prune_batches"] = _prune_batches(url)
     if args.candidate_sql:
-        sql = args.candidate_sql.read_text()
+        sql = read_candidate(args.candidate_sql)
         log(f"running {args.candidate_sql} on both databases; the drains again")
         _sql(url, sql)
         _sql(shallow_url, sql)
         res["candidate"] = {
-            "sql_file": str(args.candidate_sql),
+            "sql_file": args.candidate_sql,
             **drain_set(args, url, shallow_url, since, log_dir, "candidate."),
         }
     return res

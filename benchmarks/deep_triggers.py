@@ -2,7 +2,7 @@
 empty one, as migrated and with a candidate SQL file.
 
     python benchmarks/deep_triggers.py [--rows 100,300,1000,2000] [--repeats 3]
-        [--candidate-sql benchmarks/deep_triggers_before_0012.sql]
+        [--candidate-sql reverse:0012_linear_outcome_triggers]
 
 On the database of DATABASE_URL (migrated here; use a throwaway one: its tasks are replaced),
 10,000 PENDING tasks are sent; then, per row count N, an `UPDATE` of N tasks to COMPLETED is
@@ -28,6 +28,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import psycopg  # noqa: E402
 
+from benchmarks.candidate_sql import read_candidate  # noqa: E402
 from benchmarks.deep import _backlog, _migrate, _sql  # noqa: E402
 
 TASKS = 10_000
@@ -70,7 +71,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", default="100,300,1000,2000", help="row counts (100,300,1000,2000)")
     p.add_argument("--repeats", type=int, default=3, help="timings per median (3)")
-    p.add_argument("--candidate-sql", type=Path, default=None, help="SQL to compare with")
+    p.add_argument(
+        "--candidate-sql", default=None, metavar="FILE|reverse:MIGRATION",
+        help="SQL to compare with",
+    )  # fmt: skip
     args = p.parse_args()
     url = os.environ.get("DATABASE_URL")
     if not url:
@@ -83,7 +87,7 @@ def main() -> int:
     _sql(url, "VACUUM ANALYZE horsies_task")
     print(_table("as migrated", measure(url, rows, args.repeats)))
     if args.candidate_sql:
-        _sql(url, args.candidate_sql.read_text())
+        _sql(url, read_candidate(args.candidate_sql))
         print(_table(f"with {args.candidate_sql}", measure(url, rows, args.repeats)))
     return 0
 
